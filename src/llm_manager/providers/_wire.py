@@ -1,0 +1,192 @@
+"""What every adapter shares: the pooled HTTP client, stream decoding and error mapping.
+
+Upstream failures become our error tree here, once, so adapters only say how their error body
+looks. Every message is redacted of the connection's secrets before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import re
+import struct
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from httpx_sse import EventSource
+
+from llm_manager.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    OverloadedError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitedError,
+    UnavailableError,
+    UpstreamTimeoutError,
+)
+
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{3,}|sk_[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+)")
+_CONTEXT_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "prompt is too long",
+    "context window",
+    "too many tokens",
+)
+_ERROR_MESSAGE_LIMIT = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpTimeouts:
+    connect: float = 10.0
+    read: float = 300.0
+    write: float = 30.0
+    pool: float = 10.0
+
+
+def new_http_client(timeouts: HttpTimeouts | None = None, *, max_connections: int = 200) -> httpx.AsyncClient:
+    """The one pooled client all adapters share; first-byte and idle limits live in the pipeline."""
+    timeouts = timeouts or HttpTimeouts()
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
+        ),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove the connection's secrets and anything that looks like an API key."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload)
+
+
+def loads(data: str | bytes) -> Any:
+    return orjson.loads(data)
+
+
+async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """Yield `(event, data)` for each server-sent event; comments (keep-alives) are skipped."""
+    async for sse in EventSource(response).aiter_sse():
+        if sse.data or sse.event != "message":
+            yield sse.event, sse.data
+
+
+async def iter_ndjson(response: httpx.Response) -> AsyncIterator[Any]:
+    """Yield one decoded JSON value per non-empty line."""
+    async for line in response.aiter_lines():
+        if line.strip():
+            yield orjson.loads(line)
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if _looks_like_date(value) else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def _looks_like_date(value: str) -> bool:
+    return any(char.isalpha() for char in value)
+
+
+def classify_error(
+    *,
+    provider: str,
+    status: int | None,
+    message: str,
+    error_type: str | None = None,
+    code: str | None = None,
+    retry_after: float | None = None,
+    secrets: Sequence[str] = (),
+) -> ProviderError:
+    """Map an upstream failure to the error tree, from its status and the body's type/code."""
+    clean = redact(message, secrets)[:_ERROR_MESSAGE_LIMIT] or f"{provider} returned HTTP {status}"
+    hints = " ".join(filter(None, (error_type, code, message))).lower()
+    kind: type[ProviderError]
+    if "insufficient_quota" in hints or ("credits" in hints and status == 402):
+        kind = QuotaExceededError
+    elif status in (401, 403) or "authentication" in hints or "invalid_api_key" in hints:
+        kind = AuthenticationError
+    elif status == 429 or "rate_limit" in hints:
+        kind = RateLimitedError
+    elif status == 529 or "overloaded" in hints:
+        kind = OverloadedError
+    elif any(hint in hints for hint in _CONTEXT_HINTS):
+        kind = ContextLengthExceededError
+    elif status == 404 or "model_not_found" in hints or ("not found" in hints and "model" in hints):
+        kind = ModelNotFoundError
+    elif status in (408, 504) or "timeout" in hints:
+        kind = UpstreamTimeoutError
+    elif status is not None and 400 <= status < 500:
+        kind = BadRequestError
+    else:
+        kind = UnavailableError
+    return kind(
+        clean,
+        provider=provider,
+        status_code=status,
+        upstream_code=code or error_type,
+        retry_after=retry_after,
+    )
+
+
+@contextmanager
+def transport_errors(provider: str, secrets: Sequence[str] = ()) -> Iterator[None]:
+    """Turn httpx transport failures into `UnavailableError` / `UpstreamTimeoutError`."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(
+            redact(f"{provider} timed out: {type(exc).__name__}", secrets), provider=provider
+        ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UnavailableError(
+            redact(f"{provider} connection dropped: {exc}", secrets), provider=provider
+        ) from None
+    except httpx.TransportError as exc:
+        raise UnavailableError(
+            redact(f"cannot reach {provider}: {exc}", secrets), provider=provider
+        ) from None
+
+
+def decode_base64_floats(data: str) -> tuple[float, ...]:
+    """Decode an embedding sent as base64 little-endian float32 (OpenAI's compact format)."""
+    raw = base64.b64decode(data)
+    return struct.unpack(f"<{len(raw) // 4}f", raw)
+
+
+def encode_base64_floats(vector: Sequence[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately simple estimate (about four characters a token), flagged where used."""
+    return (len(text) + 3) // 4 if text else 0
