@@ -1,0 +1,72 @@
+"""LLM Manager: one managed place through which applications use Large Language Models."""
+
+from llm_manager.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthExceededError,
+    InvalidInputError,
+    InvalidParameterError,
+    LLMManagerError,
+    ModelNotFoundError,
+    NotFoundError,
+    OverloadedError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitedError,
+    UnavailableError,
+    UpstreamTimeoutError,
+)
+from llm_manager.manager import LLMManager, SyncLLMManager
+from llm_manager.services.calls import CallContext
+from llm_manager.services.chat import ChatStream
+from llm_manager.settings import Settings
+from llm_manager.types import (
+    ChatResult,
+    EmbeddingResult,
+    Finish,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    Usage,
+    UsageReport,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CallContext",
+    "ChatResult",
+    "ChatStream",
+    "ContextLengthExceededError",
+    "EmbeddingResult",
+    "Finish",
+    "GenerationParams",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "LLMManager",
+    "LLMManagerError",
+    "Message",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "OverloadedError",
+    "ProviderError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "Settings",
+    "StreamEvent",
+    "SyncLLMManager",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "UnavailableError",
+    "UpstreamTimeoutError",
+    "Usage",
+    "UsageReport",
+]

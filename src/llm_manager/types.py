@@ -94,7 +94,13 @@ class ChatRequest:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Usage:
-    """Token counts for one call. `estimated` is true when the provider did not report them."""
+    """Token counts for one call. `estimated` is true when the provider did not report them.
+
+    `prompt_tokens` counts every input token, cached ones included (OpenAI's convention, which
+    pricing expects); `cached_tokens` and `cache_write_tokens` say how many of them were cache
+    reads and writes. Anthropic reports `input_tokens` without cache reads/writes, so its adapter
+    adds them.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -216,6 +222,19 @@ def merge_usage(current: Usage | None, report: Usage) -> Usage:
         reported_cost=report.reported_cost if report.reported_cost is not None else current.reported_cost,
         estimated=report.estimated and current.estimated,
     )
+
+
+def completion_events(completion: Completion) -> list[TextDelta | ToolCallDelta | UsageReport | Finish]:
+    """A whole completion as the events a stream of it would have carried."""
+    events: list[TextDelta | ToolCallDelta | UsageReport | Finish] = []
+    if completion.text:
+        events.append(TextDelta(text=completion.text))
+    for index, call in enumerate(completion.tool_calls):
+        events.append(ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments))
+    if completion.usage is not None:
+        events.append(UsageReport(usage=completion.usage))
+    events.append(Finish(reason=completion.finish_reason or "stop", model=completion.model))
+    return events
 
 
 class CompletionBuilder:

@@ -1,0 +1,18 @@
+"""ORM tables, one module per domain. Importing this package registers every table on `Base`."""
+
+from llm_manager.db.tables.applications import Application
+from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
+from llm_manager.db.tables.metrics import CustomMetric
+from llm_manager.db.tables.secrets import EncryptionKey
+from llm_manager.db.tables.usage import UsageDaily, UsageLog
+
+__all__ = [
+    "Application",
+    "ConfigurationFallback",
+    "CustomMetric",
+    "EncryptionKey",
+    "LLMConfiguration",
+    "ProviderModelCache",
+    "UsageDaily",
+    "UsageLog",
+]

@@ -1,0 +1,335 @@
+"""`LLMManager`: the library facade. One object owns the engine, the HTTP client and the writer.
+
+    async with LLMManager.open() as llm:
+        result = await llm.chat("demo", "Hello")
+        async for event in llm.stream("demo", "Tell me more"):
+            ...
+
+`SyncLLMManager` mirrors it for scripts, running the same code on a background event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from llm_manager.db.migrate import upgrade_to_head
+from llm_manager.db.session import Database
+from llm_manager.errors import InvalidInputError
+from llm_manager.providers._wire import HttpTimeouts, new_http_client
+from llm_manager.providers.registry import ProviderRegistry
+from llm_manager.services.accounting import UsageWriter
+from llm_manager.services.applications import ApplicationService
+from llm_manager.services.calls import CallContext, ChatCall, Guard, ProviderFactory, RetryPolicy
+from llm_manager.services.chat import ChatService, ChatStream
+from llm_manager.services.configurations import ConfigurationService, parse_params
+from llm_manager.services.metrics import MetricService
+from llm_manager.services.models import ModelDiscovery
+from llm_manager.services.pricing import Pricing
+from llm_manager.services.secrets import SecretsService, ensure_key_file, load_key_ring
+from llm_manager.services.usage import UsageService
+from llm_manager.settings import Settings, load_settings
+from llm_manager.types import (
+    ChatResult,
+    EmbeddingResult,
+    Message,
+    ModelInfo,
+    StreamEvent,
+    ToolCall,
+    ToolDefinition,
+)
+
+Prompt = str | Sequence[Message | Mapping[str, Any]]
+_CONNECTION_TEST_PROMPT = "Reply with the single word: OK"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Every service, wired once; surfaces (server, CLI) use these through the manager."""
+
+    database: Database
+    http: httpx.AsyncClient
+    writer: UsageWriter
+    applications: ApplicationService
+    configurations: ConfigurationService
+    chat: ChatService
+    models: ModelDiscovery
+    usage: UsageService
+    metrics: MetricService
+    secrets: SecretsService
+
+
+class LLMManager:
+    def __init__(self, settings: Settings, services: Services) -> None:
+        self.settings = settings
+        self.services = services
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings | None = None, *, guards: Sequence[Guard] = ()
+    ) -> AsyncIterator[LLMManager]:
+        """Migrate the database to head, wire the services, and close everything on exit."""
+        settings = settings or load_settings()
+        ensure_key_file(settings)
+        key_ring = load_key_ring(settings)
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.database_url)
+        http = new_http_client(HttpTimeouts(connect=settings.connect_timeout))
+        writer = UsageWriter(
+            database,
+            max_queue=settings.usage_queue_size,
+            batch_size=settings.usage_batch_size,
+            flush_interval=settings.usage_flush_interval,
+        )
+        try:
+            await upgrade_to_head(database)
+            services = _wire_services(settings, database, http, writer, key_ring, guards)
+            await services.secrets.record_keys()
+            writer.start()
+            yield cls(settings, services)
+        finally:
+            await writer.close()
+            await http.aclose()
+            await database.dispose()
+
+    @property
+    def configurations(self) -> ConfigurationService:
+        return self.services.configurations
+
+    @property
+    def applications(self) -> ApplicationService:
+        return self.services.applications
+
+    @property
+    def usage(self) -> UsageService:
+        return self.services.usage
+
+    @property
+    def metrics(self) -> MetricService:
+        return self.services.metrics
+
+    @property
+    def secrets(self) -> SecretsService:
+        return self.services.secrets
+
+    async def chat(
+        self,
+        configuration: str | None,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolDefinition] = (),
+        tool_choice: str | None = None,
+        context: CallContext | None = None,
+        **overrides: Any,
+    ) -> ChatResult:
+        """One whole call. `overrides` are generation parameters (temperature=0.2, max_tokens=100…)."""
+        call = _chat_call(configuration, prompt, system, tools, tool_choice, context, overrides, "chat")
+        return await self.services.chat.chat(call)
+
+    def stream(
+        self,
+        configuration: str | None,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        tools: Sequence[ToolDefinition] = (),
+        tool_choice: str | None = None,
+        context: CallContext | None = None,
+        **overrides: Any,
+    ) -> ChatStream:
+        """A streamed call: `async for event in llm.stream(...)`; its `.result` is set at the end."""
+        call = _chat_call(configuration, prompt, system, tools, tool_choice, context, overrides, "stream")
+        return self.services.chat.stream(call)
+
+    async def embed(
+        self, configuration: str | None, inputs: str | Sequence[str], *, context: CallContext | None = None
+    ) -> EmbeddingResult:
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not texts or any(not isinstance(text, str) or not text for text in texts):
+            raise InvalidInputError("input must be one or more non-empty strings", field="input")
+        return await self.services.chat.embed(configuration, texts, context)
+
+    async def models(self, configuration: str, *, refresh: bool = False) -> list[ModelInfo]:
+        return await self.services.models.models(configuration, refresh=refresh)
+
+    async def test(self, configuration: str) -> ChatResult:
+        """A tiny real call through the whole pipeline, recorded like any other (operation `test`)."""
+        call = _chat_call(
+            configuration, _CONNECTION_TEST_PROMPT, None, (), None, None, {"max_tokens": 5}, "test"
+        )
+        return await self.services.chat.chat(call)
+
+    async def record_metric(
+        self,
+        name: str,
+        value: float | None = None,
+        *,
+        data: dict[str, Any] | None = None,
+        log_id: str | None = None,
+        application_id: int | None = None,
+    ) -> str:
+        return await self.services.metrics.record(
+            name, value=value, data=data, usage_log_id=log_id, application_id=application_id
+        )
+
+
+class SyncLLMManager:
+    """The same API for synchronous code; calls run on a private event loop thread."""
+
+    def __init__(self, portal: BlockingPortal, manager: LLMManager) -> None:
+        self._portal = portal
+        self.manager = manager
+
+    @classmethod
+    @contextmanager
+    def open(cls, settings: Settings | None = None) -> Iterator[SyncLLMManager]:
+        with (
+            start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(LLMManager.open(settings)) as llm,
+        ):
+            yield cls(portal, llm)
+
+    def chat(self, configuration: str | None, prompt: Prompt, **options: Any) -> ChatResult:
+        return self._portal.call(functools.partial(self.manager.chat, configuration, prompt, **options))
+
+    def stream(self, configuration: str | None, prompt: Prompt, **options: Any) -> Iterator[StreamEvent]:
+        stream = self.manager.stream(configuration, prompt, **options)
+        try:
+            while True:
+                try:
+                    yield self._portal.call(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._portal.call(stream.aclose)
+
+    def embed(self, configuration: str | None, inputs: str | Sequence[str]) -> EmbeddingResult:
+        return self._portal.call(self.manager.embed, configuration, inputs)
+
+    def models(self, configuration: str, *, refresh: bool = False) -> list[ModelInfo]:
+        return self._portal.call(functools.partial(self.manager.models, configuration, refresh=refresh))
+
+    def record_metric(self, name: str, value: float | None = None, **options: Any) -> str:
+        return self._portal.call(functools.partial(self.manager.record_metric, name, value, **options))
+
+
+def _wire_services(
+    settings: Settings,
+    database: Database,
+    http: httpx.AsyncClient,
+    writer: UsageWriter,
+    key_ring: Any,
+    guards: Sequence[Guard],
+) -> Services:
+    registry = ProviderRegistry.default()
+    providers = ProviderFactory(registry, http)
+    configurations = ConfigurationService(database, key_ring, registry)
+    chat = ChatService(
+        configurations=configurations,
+        providers=providers,
+        writer=writer,
+        pricing=Pricing(),
+        retry=RetryPolicy(max_retries=settings.max_retries, max_wait=settings.retry_max_wait),
+        first_byte_timeout=settings.first_byte_timeout,
+        idle_timeout=settings.idle_timeout,
+        guards=guards,
+    )
+    return Services(
+        database=database,
+        http=http,
+        writer=writer,
+        applications=ApplicationService(database),
+        configurations=configurations,
+        chat=chat,
+        models=ModelDiscovery(configurations, providers, settings.model_cache_ttl),
+        usage=UsageService(database, writer),
+        metrics=MetricService(database, writer),
+        secrets=SecretsService(database, key_ring),
+    )
+
+
+def _chat_call(
+    configuration: str | None,
+    prompt: Prompt,
+    system: str | None,
+    tools: Sequence[ToolDefinition],
+    tool_choice: str | None,
+    context: CallContext | None,
+    overrides: Mapping[str, Any],
+    operation: str,
+) -> ChatCall:
+    messages = to_messages(prompt)
+    if system:
+        messages = (Message(role="system", content=system), *messages)
+    return ChatCall(
+        configuration=configuration,
+        messages=messages,
+        overrides=parse_params(dict(overrides)),
+        tools=tuple(tools),
+        tool_choice=tool_choice,
+        context=context or CallContext(),
+        operation=operation,
+    )
+
+
+def to_messages(prompt: Prompt) -> tuple[Message, ...]:
+    """Accept a string, `Message`s, or OpenAI-style dicts; refuse anything else by name."""
+    if isinstance(prompt, str):
+        if not prompt:
+            raise InvalidInputError("prompt must not be empty", field="prompt")
+        return (Message(role="user", content=prompt),)
+    messages = []
+    for index, item in enumerate(prompt):
+        if isinstance(item, Message):
+            messages.append(item)
+            continue
+        role = item.get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise InvalidInputError(
+                f"messages[{index}].role must be system, user, assistant or tool",
+                field=f"messages[{index}].role",
+            )
+        content = item.get("content")
+        if content is not None and not isinstance(content, str):
+            raise InvalidInputError(
+                f"messages[{index}].content must be a string", field=f"messages[{index}].content"
+            )
+        messages.append(
+            Message(
+                role=role,
+                content=content,
+                tool_calls=_tool_calls(item.get("tool_calls") or (), index),
+                tool_call_id=item.get("tool_call_id"),
+                name=item.get("name"),
+            )
+        )
+    if not messages:
+        raise InvalidInputError("messages must not be empty", field="messages")
+    return tuple(messages)
+
+
+def _tool_calls(raw: Sequence[Mapping[str, Any]], index: int) -> tuple[ToolCall, ...]:
+    """OpenAI-style `tool_calls` of an assistant message."""
+    try:
+        return tuple(
+            ToolCall(
+                id=str(call["id"]),
+                name=str(call["function"]["name"]),
+                arguments=str(call["function"]["arguments"]),
+            )
+            for call in raw
+        )
+    except (KeyError, TypeError):
+        raise InvalidInputError(
+            f"messages[{index}].tool_calls must be a list of {{id, function: {{name, arguments}}}}",
+            field=f"messages[{index}].tool_calls",
+        ) from None

@@ -1,0 +1,229 @@
+"""Writing usage rows off the hot path without ever losing one.
+
+Calls hand finished records to a bounded queue and go on; one background task writes them in
+batches, each batch in one transaction together with its daily-rollup upserts. A full queue makes
+`put` wait (back-pressure) rather than drop; a failed write is retried until it succeeds or the
+writer is closed; `close()` drains everything first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_manager.db.base import new_id, utcnow
+from llm_manager.db.session import Database
+from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
+
+logger = logging.getLogger(__name__)
+_ROLLUP_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
+_RETRY_DELAY = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageRecord:
+    """One call, as accounted. Field names match `usage_logs` columns."""
+
+    id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    operation: str
+    configuration_id: int | None
+    configuration_slug: str
+    requested_configuration: str
+    application_id: int | None
+    provider: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    tokens_estimated: bool = False
+    cost: Decimal | None = None
+    unpriced: bool = False
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    status: str = "ok"
+    error_class: str | None = None
+    error_message: str | None = None
+    finish_reason: str | None = None
+    attempts: int = 1
+    response_chars: int = 0
+    user_id: str | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricRecord:
+    id: str = field(default_factory=new_id)
+    name: str
+    value: float | None
+    data: dict[str, Any] | None
+    usage_log_id: str | None
+    application_id: int | None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+Record = UsageRecord | MetricRecord
+
+
+class UsageWriter:
+    """The bounded, batching writer. Start it, `put` records, `flush` to read your writes, `close`."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 200,
+        flush_interval: float = 0.2,
+    ) -> None:
+        self._database = database
+        self._queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=max_queue)
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._task: asyncio.Task[None] | None = None
+        self.max_queue = max_queue
+        self.written = 0
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def put(self, record: Record) -> None:
+        """Queue a record; waits while the queue is full so nothing is ever dropped."""
+        if self._task is None or self._task.done():
+            await self._write_with_retry([record])
+            return
+        await self._queue.put(record)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is in the database."""
+        if self._task is not None and not self._task.done():
+            await self._queue.join()
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self._flush_interval
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0 or (len(batch) > 1 and self._queue.empty() and remaining < 0.01):
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+            try:
+                await self._write_with_retry(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write_with_retry(self, batch: Sequence[Record]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await write_batch(self._database, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                attempt += 1
+                logger.exception("usage write failed (attempt %d); retrying", attempt)
+                await asyncio.sleep(min(_RETRY_DELAY * attempt, 10))
+            else:
+                self.written += len(batch)
+                return
+
+
+async def write_batch(database: Database, batch: Sequence[Record]) -> None:
+    """Insert the batch's usage rows, upsert their rollups and insert metrics, in one transaction."""
+    usage = [asdict(record) for record in batch if isinstance(record, UsageRecord)]
+    metrics = [asdict(record) for record in batch if isinstance(record, MetricRecord)]
+    async with database.session() as session:
+        if usage:
+            await session.execute(insert(UsageLog), usage)
+            await _upsert_rollups(session, usage, dialect=database.engine.dialect.name)
+        if metrics:
+            await session.execute(insert(CustomMetric), metrics)
+
+
+async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]], *, dialect: str) -> None:
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (
+            row["created_at"].date(),
+            row["application_id"] or 0,
+            row["configuration_id"] or 0,
+            row["provider"],
+            row["model"],
+            row["user_id"] or "",
+        )
+        total = totals.setdefault(key, _empty_rollup(key))
+        total["requests"] += 1
+        total["errors"] += row["status"] == "error"
+        total["cancelled"] += row["status"] == "cancelled"
+        total["prompt_tokens"] += row["prompt_tokens"]
+        total["completion_tokens"] += row["completion_tokens"]
+        total["cached_tokens"] += row["cached_tokens"]
+        total["cost"] += row["cost"] or Decimal(0)
+        total["unpriced_requests"] += row["unpriced"]
+        total["estimated_requests"] += row["tokens_estimated"]
+        total["latency_ms_sum"] += row["latency_ms"]
+        if row["ttft_ms"] is not None:
+            total["ttft_ms_sum"] += row["ttft_ms"]
+            total["ttft_count"] += 1
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for values in totals.values():
+        statement = dialect_insert(UsageDaily).values(**values)
+        counters = {
+            name: getattr(UsageDaily, name) + statement.excluded[name]
+            for name in values
+            if name not in _ROLLUP_KEY
+        }
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=list(_ROLLUP_KEY), set_=counters)
+        )
+
+
+def _empty_rollup(key: tuple[Any, ...]) -> dict[str, Any]:
+    counters = dict.fromkeys(
+        (
+            "requests",
+            "errors",
+            "cancelled",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "unpriced_requests",
+            "estimated_requests",
+            "latency_ms_sum",
+            "ttft_ms_sum",
+            "ttft_count",
+        ),
+        0,
+    )
+    return dict(zip(_ROLLUP_KEY, key, strict=True)) | counters | {"cost": Decimal(0)}

@@ -1,0 +1,90 @@
+"""The one settings object, read from `LLM_MANAGER_*` environment variables and validated once.
+
+Unsafe values are refused here, at start-up, with a message that names the variable — never
+discovered deep inside a request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llm_manager.errors import SettingsError
+
+_ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a running LLM Manager."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_MANAGER_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("llm-manager", appauthor=False)))
+    database_url: str = ""
+    """Defaults to a SQLite file in the data directory."""
+    secret_keys: SecretStr | None = None
+    """Comma-separated Fernet keys, newest first. Unset: the key file in the data directory."""
+    redis_url: str | None = None
+
+    connect_timeout: PositiveSeconds = 10.0
+    first_byte_timeout: PositiveSeconds = 120.0
+    """How long a call may wait for its first event (reasoning models think before they speak)."""
+    idle_timeout: PositiveSeconds = 120.0
+    """How long a started stream may stay silent before it is abandoned."""
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_max_wait: Annotated[float, Field(ge=0, le=600)] = 30.0
+    """Total time retries may wait (Retry-After included) before giving up on a configuration."""
+    model_cache_ttl: Annotated[int, Field(ge=0)] = 3600
+    usage_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    usage_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
+    usage_flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.2
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value and not value.startswith(_ASYNC_DRIVERS):
+            raise ValueError(
+                "LLM_MANAGER_DATABASE_URL must use an async driver: "
+                "sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("LLM_MANAGER_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Self:
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'llm-manager.db'}"
+            )
+        return self
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides), turning validation errors into one message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LLM_MANAGER_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
