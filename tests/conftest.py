@@ -56,6 +56,8 @@ async def _drop_leftovers(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped at the end."""
     if not POSTGRES_URL:
+        if os.environ.get("LLM_MANAGER_REQUIRE_POSTGRES"):
+            pytest.fail("LLM_MANAGER_REQUIRE_POSTGRES is set but LLM_MANAGER_TEST_POSTGRES_URL is not")
         pytest.skip("PostgreSQL tests need LLM_MANAGER_TEST_POSTGRES_URL (.ci/run sets it)")
     name = f"{_TEST_DATABASE_PREFIX}{os.getpid()}_{os.urandom(3).hex()}"
     asyncio.run(_drop_leftovers(POSTGRES_URL))

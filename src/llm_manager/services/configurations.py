@@ -312,12 +312,10 @@ class ConfigurationService:
         await session.execute(
             delete(ConfigurationFallback).where(ConfigurationFallback.configuration_id == row.id)
         )
-        row.fallbacks.clear()
-        await session.flush()
-        for position, target in enumerate(targets):
-            row.fallbacks.append(
-                ConfigurationFallback(configuration_id=row.id, position=position, fallback_id=target.id)
-            )
+        session.add_all(
+            ConfigurationFallback(configuration_id=row.id, position=position, fallback_id=target.id)
+            for position, target in enumerate(targets)
+        )
 
     async def _find_for_call(
         self, session: AsyncSession, reference: str | None, application_id: int | None

@@ -1,0 +1,1 @@
+"""The `llm-manager` command line: thin typer commands over `LLMManager`."""

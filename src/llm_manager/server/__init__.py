@@ -1,0 +1,1 @@
+"""The HTTP surface: FastAPI routers over the same services the library uses."""
