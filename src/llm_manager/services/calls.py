@@ -130,7 +130,11 @@ class CallOutcome:
         return None if self.first_event_at is None else round((self.first_event_at - self.started) * 1000)
 
     def usage(self) -> Usage:
-        """Reported usage, with any part the provider never reported estimated (and flagged)."""
+        """Reported usage, with any part the provider never reported estimated (and flagged).
+
+        Anthropic reports a placeholder of 1 output token at the start; a stream stopped before
+        its final report is billed for at least the text that was actually received.
+        """
         reported = self.builder.usage
         prompt_estimate = sum(estimate_tokens(_message_text(message)) for message in self.call.messages)
         completion_estimate = estimate_tokens(self.builder.text) + sum(
@@ -139,7 +143,11 @@ class CallOutcome:
         if reported is None:
             return Usage(prompt_tokens=prompt_estimate, completion_tokens=completion_estimate, estimated=True)
         missing_prompt = reported.prompt_tokens == 0 and prompt_estimate > 0
-        missing_completion = reported.completion_tokens == 0 and completion_estimate > 0
+        # Before the final report (a stream cut short), a running count may lag the text received.
+        unfinished = self.builder.finish_reason is None
+        missing_completion = (reported.completion_tokens == 0 or unfinished) and (
+            completion_estimate > reported.completion_tokens
+        )
         if not (missing_prompt or missing_completion):
             return reported
         return Usage(

@@ -145,8 +145,9 @@ class ChatService:
                     admission = None
                     continue
                 outcome.error = None
-                async for event in self._relay(outcome, events, first):
-                    yield event
+                async with contextlib.aclosing(self._relay(outcome, events, first)) as relayed:
+                    async for event in relayed:
+                        yield event
                 await self._account(outcome, admission)
                 return
             raise _final_error(outcome)
@@ -157,7 +158,7 @@ class ChatService:
 
     async def _relay(
         self, outcome: CallOutcome, events: AsyncGenerator[StreamEvent, None], first: StreamEvent | None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Pass events on, enforcing the idle timeout; always closes the upstream stream."""
         try:
             if first is None:

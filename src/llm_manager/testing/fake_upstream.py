@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -58,12 +59,11 @@ class Reply:
 
     @classmethod
     def json(cls, body: Any, *, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Reply:
+        """A JSON body; `headers` may carry their own content-type (e.g. with a charset)."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return cls(
-            status=status,
-            headers=(("content-type", "application/json"), *headers),
-            chunks=(raw,),
-        )
+        has_type = any(name.lower() == "content-type" for name, _ in headers)
+        content_type = () if has_type else (("content-type", "application/json"),)
+        return cls(status=status, headers=(*content_type, *headers), chunks=(raw,))
 
     @classmethod
     def sse(
@@ -119,6 +119,14 @@ class FakeUpstream:
         self._ready = threading.Event()
         self.port = 0
 
+    @staticmethod
+    def closed_port_url() -> str:
+        """A URL on which nothing listens: connecting is refused."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -171,6 +179,8 @@ class FakeUpstream:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            return  # the server is stopping; ending quietly keeps asyncio from logging the cancel
         finally:
             writer.close()
 
