@@ -262,10 +262,12 @@ async def bench(requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
             written = llm.services.writer.written
             max_queue = llm.services.writer.max_queue
             pipeline_calls = runner.pipeline_calls
+            # Warm-up opens at least one connection; none counted means the hook no longer runs.
+            counted = upstream.connections > 0
     return {
-        "stream": _compare(*stream),
+        "stream": _compare(*stream, counted=counted),
         "stream_ttft": _compare(*stream, ttft=True),
-        "chat": _compare(*chat),
+        "chat": _compare(*chat, counted=counted),
         "accounting": {
             "pipeline_calls": pipeline_calls,
             "usage_rows": sum(rows.values()),
@@ -280,7 +282,7 @@ async def bench(requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
     }
 
 
-def _compare(raw: Samples, pipeline: Samples, *, ttft: bool = False) -> dict[str, Any]:
+def _compare(raw: Samples, pipeline: Samples, *, ttft: bool = False, counted: bool = True) -> dict[str, Any]:
     raw_ns = raw.ttft_ns if ttft else raw.total_ns
     pipe_ns = pipeline.ttft_ns if ttft else pipeline.total_ns
     figures: dict[str, Any] = {"n": len(pipe_ns)}
@@ -294,11 +296,11 @@ def _compare(raw: Samples, pipeline: Samples, *, ttft: bool = False) -> dict[str
         figures[f"overhead_{percent}_ms"] = round(pipe_ms - raw_ms, 3)
         figures[f"ratio_{percent}"] = round(pipe_ms / raw_ms, 2) if raw_ms else None
     if not ttft:
-        figures["raw"] |= {"per_second": round(raw.per_second), "connections": raw.connections}
-        figures["pipeline"] |= {
-            "per_second": round(pipeline.per_second),
-            "connections": pipeline.connections,
-        }
+        for name, samples in (("raw", raw), ("pipeline", pipeline)):
+            figures[name] |= {
+                "per_second": round(samples.per_second),
+                "connections": samples.connections if counted else None,
+            }
     return figures
 
 
@@ -342,7 +344,8 @@ def _table(report: dict[str, Any]) -> Table:
 def _pair(figures: dict[str, Any], key: str) -> str:
     if key not in figures["raw"]:
         return "—"
-    return f"{figures['raw'][key]} / {figures['pipeline'][key]}"
+    raw, pipeline = (figures[name][key] for name in ("raw", "pipeline"))
+    return f"{'?' if raw is None else raw} / {'?' if pipeline is None else pipeline}"
 
 
 def _accounting_line(report: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -166,7 +166,7 @@ class LLMManager:
         call = _chat_call(
             configuration, _CONNECTION_TEST_PROMPT, None, (), None, None, {"max_tokens": 5}, "test"
         )
-        return await self.services.chat.chat(call)
+        return await self.services.chat.chat(replace(call, follow_fallbacks=False))
 
     async def record_metric(
         self,

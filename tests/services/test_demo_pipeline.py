@@ -7,7 +7,9 @@ from llm_manager.services.configurations import ConfigurationCreate
 
 
 async def test_demo_stream_is_accounted(llm: LLMManager) -> None:
-    await llm.configurations.create(ConfigurationCreate(slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0}))
+    await llm.configurations.create(
+        ConfigurationCreate(slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0})
+    )
     stream = llm.stream("demo", "hello there")
     texts = [event.text async for event in stream if isinstance(event, TextDelta)]
     result = stream.result

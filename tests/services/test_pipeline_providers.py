@@ -43,7 +43,9 @@ def case(request: pytest.FixtureRequest) -> Case:
     return case
 
 
-async def _configure(llm: LLMManager, case: Case, upstream: FakeUpstream, slug: str = "primary", **extra: object) -> None:
+async def _configure(
+    llm: LLMManager, case: Case, upstream: FakeUpstream, slug: str = "primary", **extra: object
+) -> None:
     await llm.configurations.create(
         ConfigurationCreate(
             slug=slug,
@@ -66,7 +68,9 @@ async def _texts(stream: AsyncIterator[object]) -> list[str]:
     return [event.text async for event in stream if isinstance(event, TextDelta)]
 
 
-async def test_streamed_text_reaches_caller_and_is_accounted(llm: LLMManager, upstream: FakeUpstream, case: Case) -> None:
+async def test_streamed_text_reaches_caller_and_is_accounted(
+    llm: LLMManager, upstream: FakeUpstream, case: Case
+) -> None:
     upstream.add("POST", case.transcripts.CHAT_PATH, case.transcripts.text_stream())
     await _configure(llm, case, upstream)
 
@@ -87,9 +91,11 @@ async def test_streamed_text_reaches_caller_and_is_accounted(llm: LLMManager, up
     assert row.id == result.log_id
     assert (row.status, row.finish_reason, row.attempts) == ("ok", "stop", 1)
     assert (row.prompt_tokens, row.completion_tokens) == (expected.prompt_tokens, expected.completion_tokens)
-    assert row.ttft_ms is not None and row.ttft_ms <= row.latency_ms
+    assert row.ttft_ms is not None
+    assert row.ttft_ms <= row.latency_ms
     assert row.response_chars == len(case.transcripts.TEXT_STREAM_TEXT)
-    assert row.cost is not None and not row.unpriced
+    assert row.cost is not None
+    assert not row.unpriced
     if case.provider == "ollama":
         assert row.cost == 0
     else:
@@ -111,7 +117,9 @@ async def test_streamed_tool_calls_are_assembled(llm: LLMManager, upstream: Fake
     assert row.finish_reason == "tool_calls"
 
 
-async def test_mid_stream_error_is_raised_and_accounted(llm: LLMManager, upstream: FakeUpstream, case: Case) -> None:
+async def test_mid_stream_error_is_raised_and_accounted(
+    llm: LLMManager, upstream: FakeUpstream, case: Case
+) -> None:
     upstream.add("POST", case.transcripts.CHAT_PATH, case.transcripts.mid_stream_error())
     await _configure(llm, case, upstream)
 
@@ -150,7 +158,8 @@ async def test_consumer_abort_closes_upstream_and_is_billed_as_cancelled(
     assert row.response_chars == len("".join(received))
     assert row.completion_tokens > 0
     assert row.tokens_estimated, "the provider never reported the partial completion's tokens"
-    assert stream.result is not None and stream.result.status == "cancelled"
+    assert stream.result is not None
+    assert stream.result.status == "cancelled"
 
 
 async def test_rate_limit_then_success_is_one_row_with_two_attempts(
@@ -189,7 +198,9 @@ async def test_fallback_answers_when_primary_fails_before_first_byte(
     assert (row.status, row.attempts) == ("ok", 2)
 
 
-async def test_every_error_kind_maps_and_is_accounted(settings: Settings, upstream: FakeUpstream, case: Case) -> None:
+async def test_every_error_kind_maps_and_is_accounted(
+    settings: Settings, upstream: FakeUpstream, case: Case
+) -> None:
     async with LLMManager.open(settings.model_copy(update={"max_retries": 0})) as llm:
         await _configure(llm, case, upstream)
         for kind, expected in case.transcripts.ERROR_KINDS.items():
@@ -201,7 +212,9 @@ async def test_every_error_kind_maps_and_is_accounted(settings: Settings, upstre
         page = await llm.usage.list_page()
     assert len(page.rows) == len(case.transcripts.ERROR_KINDS)
     assert {row.status for row in page.rows} == {"error"}
-    assert {row.error_class for row in page.rows} == {cls.__name__ for cls in case.transcripts.ERROR_KINDS.values()}
+    assert {row.error_class for row in page.rows} == {
+        cls.__name__ for cls in case.transcripts.ERROR_KINDS.values()
+    }
 
 
 async def test_non_streamed_chat(llm: LLMManager, upstream: FakeUpstream, case: Case) -> None:
@@ -287,8 +300,10 @@ async def test_missing_usage_is_estimated_and_flagged(llm: LLMManager, upstream:
     row = await _only_row(llm)
     assert "".join(texts) == openai.TEXT_STREAM_TEXT
     assert row.tokens_estimated
-    assert row.completion_tokens > 0 and row.prompt_tokens > 0
-    assert row.cost is None and row.unpriced, "an unknown self-hosted model is unpriced, not $0"
+    assert row.completion_tokens > 0
+    assert row.prompt_tokens > 0
+    assert row.cost is None, "an unknown self-hosted model is unpriced, not $0"
+    assert row.unpriced
 
 
 async def test_first_byte_timeout_is_an_error(settings: Settings, upstream: FakeUpstream) -> None:
@@ -313,7 +328,8 @@ async def test_dropped_connection_mid_stream_is_an_error(llm: LLMManager, upstre
             pass
 
     row = await _only_row(llm)
-    assert row.status == "error" and row.attempts == 1
+    assert row.status == "error"
+    assert row.attempts == 1
 
 
 async def test_price_override_wins(llm: LLMManager, upstream: FakeUpstream) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import asdict
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +33,13 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(apps.app, name="apps")
 
+
+class CallStatusChoice(StrEnum):
+    ok = "ok"
+    error = "error"
+    cancelled = "cancelled"
+
+
 ParamOption = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Generation parameter override, e.g. temperature=0.2."),
@@ -42,7 +50,10 @@ ParamOption = Annotated[
 def init() -> None:
     """Create the data directory, the encryption key and the database, and seed the demo configuration."""
     out, err = consoles()
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except LLMManagerError as error:
+        fail(str(error))
     if ensure_key_file(settings):
         err.print(f"Created encryption key [bold]{settings.key_file}[/] (mode 0600). Back it up.")
     created = run(lambda llm: seed_defaults(llm.configurations))
@@ -120,12 +131,14 @@ def models(
 def usage(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many calls.")] = 20,
     configuration: Annotated[str | None, typer.Option("--config", help="Only this configuration.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="ok, error or cancelled.")] = None,
+    status: Annotated[
+        CallStatusChoice | None, typer.Option("--status", help="Only calls with this status.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The most recent calls with tokens, cost, latency and time to first token."""
 
-    filters = UsageFilter(configuration=configuration, status=status)
+    filters = UsageFilter(configuration=configuration, status=status.value if status else None)
     page = run(lambda llm: llm.usage.list_page(limit=limit, filters=filters))
     if as_json:
         print_json([asdict(row) for row in page.rows])
@@ -178,7 +191,9 @@ def serve(
 
 
 def main() -> None:
+    """Console entry point: errors raised outside a command (bad settings) end without a traceback."""
     try:
         app()
     except LLMManagerError as error:
-        fail(str(error))
+        consoles()[1].print(f"[bold red]error:[/] {error}", highlight=False)
+        raise SystemExit(1) from None

@@ -153,7 +153,10 @@ def _read_key(env: str | None, stdin: bool) -> str | None:
             fail(f"environment variable {env} is not set")
         return value
     if stdin:
-        return sys.stdin.readline().strip() or None
+        value = sys.stdin.readline().strip()
+        if not value:
+            fail("no API key on standard input")
+        return value
     return None
 
 

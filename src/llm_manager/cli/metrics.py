@@ -27,7 +27,9 @@ def list_metrics(
         print_json([asdict(metric) for metric in found])
         return
     if not found:
-        consoles()[1].print("No metrics yet. Record one with LLMManager.record_metric().")
+        consoles()[1].print(
+            "No metrics yet. Record one with `llm-manager metrics record NAME VALUE --log-id ID` or LLMManager.record_metric()."
+        )
         return
     table = Table(header_style="bold")
     for column in ("time (UTC)", "name", "value", "data", "usage log", "application"):

@@ -129,21 +129,22 @@ def classify_error(
 ) -> ProviderError:
     """Map an upstream failure to the error tree, from its status and the body's type/code."""
     clean = redact(message, secrets)[:_ERROR_MESSAGE_LIMIT] or f"{provider} returned HTTP {status}"
-    hints = " ".join(filter(None, (error_type, code, message))).lower()
+    codes = " ".join(filter(None, (error_type, code))).lower()
+    hints = f"{codes} {message}".lower()
     kind: type[ProviderError]
-    if "insufficient_quota" in hints or ("credits" in hints and status == 402):
+    if "insufficient_quota" in codes or (status == 402 and "credits" in hints):
         kind = QuotaExceededError
-    elif status in (401, 403) or "authentication" in hints or "invalid_api_key" in hints:
+    elif status in (401, 403) or "authentication" in codes or "invalid_api_key" in codes:
         kind = AuthenticationError
-    elif status == 429 or "rate_limit" in hints:
+    elif status == 429 or "rate_limit" in codes:
         kind = RateLimitedError
     elif status == 529 or "overloaded" in hints:
         kind = OverloadedError
     elif any(hint in hints for hint in _CONTEXT_HINTS):
         kind = ContextLengthExceededError
-    elif status == 404 or "model_not_found" in hints or ("not found" in hints and "model" in hints):
+    elif status == 404 or "model_not_found" in codes or ("not found" in hints and "model" in hints):
         kind = ModelNotFoundError
-    elif status in (408, 504) or "timeout" in hints:
+    elif status in (408, 504) or "timeout" in codes:
         kind = UpstreamTimeoutError
     elif status is not None and 400 <= status < 500:
         kind = BadRequestError

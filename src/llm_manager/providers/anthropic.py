@@ -8,7 +8,7 @@ message, and usage arrives in two halves (`message_start` for input, `message_de
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -52,7 +52,7 @@ class AnthropicProvider(Provider):
     label = "Anthropic"
     default_base_url = "https://api.anthropic.com"
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         secrets = self.connection.secrets()
         with _wire.transport_errors(self.name, secrets):
             async with self.http.stream(

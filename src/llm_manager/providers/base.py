@@ -9,7 +9,7 @@ cheaper plain endpoint.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,7 +59,7 @@ class Provider(ABC):
         self.http = http
 
     @abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Yield events as the upstream produces them; closing the iterator closes the request."""
 
     async def complete(self, request: ChatRequest) -> Completion:

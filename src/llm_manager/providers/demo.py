@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
@@ -52,7 +52,7 @@ class DemoProvider(Provider):
     free = True
     is_demo = True
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         delay = float(self.connection.options.get("delay_ms", _DEFAULT_DELAY_MS)) / 1000
         prompt_tokens = sum(len(demo_tokens(_message_text(message))) for message in request.messages)
         if request.tools and request.tool_choice not in (None, "auto", "none"):

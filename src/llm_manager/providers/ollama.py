@@ -8,7 +8,7 @@ stream has started is a line `{"error": "..."}` under HTTP 200.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -46,7 +46,7 @@ class OllamaProvider(Provider):
     supports_embeddings = True
     free = True
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         with _wire.transport_errors(self.name, self.connection.secrets()):
             async with self.http.stream(
                 "POST",

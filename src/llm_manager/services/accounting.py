@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import new_id, utcnow
@@ -93,6 +94,7 @@ class UsageWriter:
         self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self.max_queue = max_queue
+        self._flushing = asyncio.Event()
         self.written = 0
 
     @property
@@ -111,9 +113,13 @@ class UsageWriter:
         await self._queue.put(record)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is in the database."""
+        """Wait until everything queued so far is in the database (and stop lingering for more)."""
         if self._task is not None and not self._task.done():
-            await self._queue.join()
+            self._flushing.set()
+            try:
+                await self._queue.join()
+            finally:
+                self._flushing.clear()
 
     async def close(self) -> None:
         await self.flush()
@@ -125,31 +131,49 @@ class UsageWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + self._flush_interval
-            while len(batch) < self._batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    remaining = deadline - asyncio.get_running_loop().time()
-                    if remaining <= 0 or (len(batch) > 1 and self._queue.empty() and remaining < 0.01):
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
             try:
+                await self._fill(batch)
                 await self._write_with_retry(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
+    async def _fill(self, batch: list[Record]) -> None:
+        """Gather more records for up to `flush_interval`, unless someone is waiting on a flush."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._flush_interval
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._flushing.is_set():
+                return
+            getter = asyncio.ensure_future(self._queue.get())
+            flushing = asyncio.ensure_future(self._flushing.wait())
+            done, pending = await asyncio.wait(
+                {getter, flushing}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+            if getter not in done:
+                return
+            batch.append(getter.result())
+
     async def _write_with_retry(self, batch: Sequence[Record]) -> None:
+        """Retry transient failures (the database restarting) until written; rows the database
+        refuses for what they contain are repaired one by one rather than blocking the queue."""
         attempt = 0
         while True:
             try:
                 await write_batch(self._database, batch)
             except asyncio.CancelledError:
                 raise
+            except (IntegrityError, DataError):
+                await self._write_one_by_one(batch)
+                return
             except Exception:
                 attempt += 1
                 logger.exception("usage write failed (attempt %d); retrying", attempt)
@@ -157,6 +181,35 @@ class UsageWriter:
             else:
                 self.written += len(batch)
                 return
+
+    async def _write_one_by_one(self, batch: Sequence[Record]) -> None:
+        for record in batch:
+            for candidate in (record, _detached(record)):
+                try:
+                    await write_batch(self._database, [candidate])
+                except (IntegrityError, DataError):
+                    continue
+                self.written += 1
+                break
+            else:
+                logger.error("usage record refused by the database, kept in this log only: %r", record)
+
+
+def _detached(record: Record) -> Record:
+    """The record without references that may have vanished (a configuration deleted meanwhile)."""
+    if isinstance(record, UsageRecord):
+        return replace(
+            record,
+            configuration_id=None,
+            application_id=None,
+            user_id=_clip(record.user_id, 100),
+            conversation_id=_clip(record.conversation_id, 64),
+        )
+    return replace(record, usage_log_id=None, application_id=None)
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
 
 
 async def write_batch(database: Database, batch: Sequence[Record]) -> None:

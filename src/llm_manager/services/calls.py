@@ -48,6 +48,8 @@ class ChatCall:
     tool_choice: str | None = None
     context: CallContext = field(default_factory=CallContext)
     operation: str = "chat"
+    follow_fallbacks: bool = True
+    """False for connection tests: a test must exercise the configuration it names."""
 
 
 class Admission(Protocol):
@@ -136,6 +138,8 @@ class CallOutcome:
         its final report is billed for at least the text that was actually received.
         """
         reported = self.builder.usage
+        if self.status == "error" and self.first_event_at is None and reported is None:
+            return Usage()  # refused before generating anything: providers bill nothing
         prompt_estimate = sum(estimate_tokens(_message_text(message)) for message in self.call.messages)
         completion_estimate = estimate_tokens(self.builder.text) + sum(
             estimate_tokens(call.arguments) for call in self.builder.tool_calls

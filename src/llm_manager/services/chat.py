@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from types import TracebackType
@@ -21,6 +21,7 @@ from typing import Self, TypeVar
 
 from llm_manager.errors import LLMManagerError, ProviderError, UpstreamTimeoutError
 from llm_manager.providers._wire import estimate_tokens
+from llm_manager.providers.base import Provider
 from llm_manager.services.accounting import UsageRecord, UsageWriter
 from llm_manager.services.calls import (
     Admission,
@@ -38,6 +39,7 @@ from llm_manager.types import (
     ChatResult,
     Completion,
     EmbeddingResult,
+    Embeddings,
     StreamEvent,
     Usage,
     UsageReport,
@@ -188,7 +190,6 @@ class ChatService:
         assert outcome.configuration is not None
         provider = self._providers.build(outcome.configuration)
         events = provider.stream(self._request(outcome))
-        assert isinstance(events, AsyncGenerator)
         try:
             async with asyncio.timeout(self._first_byte_timeout):
                 first = await anext(events)
@@ -208,7 +209,9 @@ class ChatService:
     async def _complete_once(self, outcome: CallOutcome) -> Completion:
         assert outcome.configuration is not None
         provider = self._providers.build(outcome.configuration)
-        completion = await provider.complete(self._request(outcome))
+        completion = await self._within_first_byte_timeout(
+            provider.name, provider.complete(self._request(outcome))
+        )
         outcome.mark_first_event()
         return completion
 
@@ -229,9 +232,20 @@ class ChatService:
                 await asyncio.sleep(delay)
 
     async def _resolve(self, call: ChatCall) -> list[ResolvedConfiguration]:
-        return await self._configurations.resolve_chain(
+        chain = await self._configurations.resolve_chain(
             call.configuration, application_id=call.context.application_id
         )
+        return chain if call.follow_fallbacks else chain[:1]
+
+    async def _within_first_byte_timeout(self, provider: str, call: Awaitable[T]) -> T:
+        """Whole (non-streamed) calls get the first-byte limit: their first byte is their answer."""
+        try:
+            async with asyncio.timeout(self._first_byte_timeout):
+                return await call
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"no answer within {self._first_byte_timeout:g}s", provider=provider
+            ) from None
 
     async def _admit(self, configuration: ResolvedConfiguration, call: ChatCall) -> Admission | None:
         admissions = [await guard.admit(configuration, call) for guard in self._guards]
@@ -293,21 +307,24 @@ class ChatService:
     async def _account_failure(
         self, outcome: CallOutcome, error: BaseException, admission: Admission | None = None
     ) -> None:
-        """Account a call that ended in an error or was abandoned by its caller."""
-        if outcome.configuration is None:
-            return  # refused before any provider was chosen: nothing was spent
+        """Account a call that ended in an error or was abandoned by its caller.
+
+        A call refused before any provider was asked (unknown configuration, a guard) spent
+        nothing and gets no usage row.
+        """
+        if outcome.configuration is None or outcome.attempts == 0:
+            await _release(admission)
+            return
         if isinstance(error, GeneratorExit | asyncio.CancelledError):
             outcome.status = "cancelled"
         else:
             outcome.status = "error"
-            outcome.error = error if isinstance(error, LLMManagerError) else outcome.error
-            if outcome.error is None:
+            if isinstance(error, LLMManagerError):
+                outcome.error = error
+            elif outcome.error is None:
                 outcome.error = LLMManagerError(f"{type(error).__name__}: {error}")
-        spent = outcome.attempts > 0
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(self._account(outcome, admission if spent else None))
-        if admission is not None and not spent:
-            await _release(admission)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._account(outcome, admission))
 
     def _record(self, outcome: CallOutcome, usage: Usage, quote: CostQuote) -> UsageRecord:
         configuration = outcome.configuration
@@ -356,12 +373,12 @@ class ChatService:
             for resolved in await self._resolve(call):
                 outcome.restart(resolved)
                 admission = await self._admit(resolved, call)
-                provider = self._providers.build(resolved)
-                model = resolved.model
+                provider, model = self._providers.build(resolved), resolved.model
                 try:
                     embeddings = await self._with_retries(
-                        outcome, functools.partial(provider.embed, model, inputs)
+                        outcome, functools.partial(self._embed_once, provider, model, inputs)
                     )
+                    outcome.error = None
                 except ProviderError as error:
                     outcome.error = error
                     await _release(admission)
@@ -386,6 +403,9 @@ class ChatService:
             if outcome.result is None:
                 await self._account_failure(outcome, error, admission)
             raise
+
+    async def _embed_once(self, provider: Provider, model: str, inputs: Sequence[str]) -> Embeddings:
+        return await self._within_first_byte_timeout(provider.name, provider.embed(model, inputs))
 
 
 class _Admissions:

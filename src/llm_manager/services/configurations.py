@@ -7,12 +7,14 @@ be sent to a server it was not given for.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -29,6 +31,8 @@ from llm_manager.services.pricing import PriceOverride
 from llm_manager.services.secrets import KeyRing
 from llm_manager.types import GenerationParams, ModelInfo
 
+P = ParamSpec("P")
+R = TypeVar("R")
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _SLUG = re.compile(SLUG_PATTERN)
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000)]
@@ -86,7 +90,10 @@ class ConfigurationFields(BaseModel):
     @classmethod
     def _valid_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            parse_params(value, field_prefix="default_params")
+            try:
+                parse_params(value, field_prefix="default_params")
+            except InvalidParameterError as error:
+                raise ValueError(str(error)) from None
         return value
 
 
@@ -156,12 +163,33 @@ class ResolvedConfiguration:
         return f"ResolvedConfiguration(slug={self.slug!r}, provider={self.provider!r}, model={self.model!r})"
 
 
+def _invalidating(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Clear the resolution cache before a change and again after it has committed."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        service = args[0]
+        assert isinstance(service, ConfigurationService)
+        service.invalidate()
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            service.invalidate()
+
+    return wrapper
+
+
 class ConfigurationService:
-    def __init__(self, database: Database, key_ring: KeyRing, registry: ProviderRegistry) -> None:
+    def __init__(
+        self, database: Database, key_ring: KeyRing, registry: ProviderRegistry, *, cache_ttl: float = 5.0
+    ) -> None:
         self._database = database
         self._key_ring = key_ring
         self._registry = registry
+        self._cache_ttl = cache_ttl
+        self._cache: dict[tuple[str | None, int | None], tuple[float, tuple[ResolvedConfiguration, ...]]] = {}
 
+    @_invalidating
     async def create(self, spec: ConfigurationCreate) -> ConfigurationView:
         provider = self._registry.get(spec.provider)
         base_url = spec.base_url or provider.default_base_url or None
@@ -193,6 +221,7 @@ class ConfigurationService:
             await session.flush()
             return await self._view(session, row)
 
+    @_invalidating
     async def update(self, slug: str, spec: ConfigurationUpdate) -> ConfigurationView:
         changes = spec.model_dump(exclude_unset=True)
         async with self._database.session() as session:
@@ -229,6 +258,7 @@ class ConfigurationService:
             await session.flush()
             return await self._view(session, row)
 
+    @_invalidating
     async def delete(self, slug: str) -> None:
         async with self._database.session() as session:
             row = await _get(session, slug)
@@ -255,6 +285,28 @@ class ConfigurationService:
             return [await self._view(session, row) for row in rows]
 
     async def resolve_chain(
+        self, reference: str | None, *, application_id: int | None
+    ) -> list[ResolvedConfiguration]:
+        """The configuration a caller named (or its default), then its active fallbacks in order.
+
+        Served from a short-lived per-process cache: resolving costs a database round trip and a
+        decryption, which dominated the pipeline's overhead. Every change made through this
+        service clears the cache at once; changes made by another process are seen within
+        `cache_ttl` seconds.
+        """
+        key = (reference, application_id)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return list(cached[1])
+        chain = await self._resolve_chain(reference, application_id=application_id)
+        self._cache[key] = (now + self._cache_ttl, tuple(chain))
+        return chain
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def _resolve_chain(
         self, reference: str | None, *, application_id: int | None
     ) -> list[ResolvedConfiguration]:
         """The configuration a caller named (or its default), then its active fallbacks in order.
@@ -324,7 +376,10 @@ class ConfigurationService:
             query = select(LLMConfiguration).where(LLMConfiguration.is_default.is_(True))
             query = query.where(LLMConfiguration.is_active.is_(True))
             defaults = [row for row in (await session.scalars(query)).all() if _visible(row, application_id)]
-            own = [row for row in defaults if row.application_id is not None]
+            own = [
+                row for row in defaults if application_id is not None and row.application_id == application_id
+            ]
+            defaults = [row for row in defaults if row.application_id is None]
             if not (own or defaults):
                 raise NotFoundError("no default configuration; name one or set a default")
             return (own or defaults)[0]

@@ -106,7 +106,13 @@ def _filtered(query: Select[UsageLog], filters: UsageFilter) -> Select[UsageLog]
     if filters.application_id is not None:
         query = query.where(UsageLog.application_id == filters.application_id)
     if filters.configuration:
-        query = query.where(UsageLog.configuration_slug == filters.configuration)
+        # Asked-for or answered: a call that fell back shows under both.
+        query = query.where(
+            or_(
+                UsageLog.configuration_slug == filters.configuration,
+                UsageLog.requested_configuration == filters.configuration,
+            )
+        )
     if filters.provider:
         query = query.where(UsageLog.provider == filters.provider)
     if filters.model:
