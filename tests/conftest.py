@@ -109,3 +109,16 @@ async def llm(settings: Settings) -> AsyncIterator[LLMManager]:
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no migrations applied) of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    name = f"{make_url(base).database}_fresh"
+    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
