@@ -80,7 +80,7 @@ class LLMManager:
         ensure_key_file(settings)
         key_ring = load_key_ring(settings)
         if settings.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = Database(settings.database_url)
         http = new_http_client(HttpTimeouts(connect=settings.connect_timeout))
         writer = UsageWriter(
@@ -217,6 +217,9 @@ class SyncLLMManager:
 
     def models(self, configuration: str, *, refresh: bool = False) -> list[ModelInfo]:
         return self._portal.call(functools.partial(self.manager.models, configuration, refresh=refresh))
+
+    def test(self, configuration: str) -> ChatResult:
+        return self._portal.call(self.manager.test, configuration)
 
     def record_metric(self, name: str, value: float | None = None, **options: Any) -> str:
         return self._portal.call(functools.partial(self.manager.record_metric, name, value, **options))

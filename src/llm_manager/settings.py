@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     usage_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     usage_flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.2
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

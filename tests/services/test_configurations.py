@@ -188,3 +188,23 @@ async def test_delete_keeps_usage_history(llm: LLMManager) -> None:
     row = await llm.usage.get(result.log_id)
     assert row is not None
     assert row.configuration == "d"
+
+
+async def test_unknown_application_is_refused_before_any_call(llm: LLMManager) -> None:
+    await llm.configurations.create(ConfigurationCreate(slug="d", provider="demo", model="demo-chat"))
+    with pytest.raises(NotFoundError, match="application 4242"):
+        await llm.chat("d", "hi", context=CallContext(application_id=4242))
+    assert (await llm.usage.list_page()).rows == []
+
+
+async def test_unscoped_callers_get_the_global_default(llm: LLMManager) -> None:
+    await llm.applications.create("shop")
+    await llm.configurations.create(
+        ConfigurationCreate(slug="global", provider="demo", model="demo-chat", is_default=True)
+    )
+    await llm.configurations.create(
+        ConfigurationCreate(
+            slug="shop-default", provider="demo", model="demo-chat", application="shop", is_default=True
+        )
+    )
+    assert (await llm.configurations.resolve_chain(None, application_id=None))[0].slug == "global"

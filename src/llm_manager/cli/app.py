@@ -96,16 +96,19 @@ async def _stream_to_terminal(
     llm: LLMManager, configuration: str, text: str, system: str | None, overrides: dict[str, Any]
 ) -> ChatResult | None:
     """Print text as it arrives; Ctrl-C stops the call, which is still accounted as cancelled."""
+    wrote = False
     async with llm.stream(configuration, text, system=system, **overrides) as stream:
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
+                    wrote = True
         except asyncio.CancelledError:
             await stream.aclose()
         finally:
-            sys.stdout.write("\n")
+            if wrote:
+                sys.stdout.write("\n")
     return stream.result
 
 

@@ -6,6 +6,7 @@ whose value is a `Provider` subclass; its `name` is the type users put in a conf
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -20,6 +21,7 @@ from llm_manager.providers.ollama import OllamaProvider
 from llm_manager.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from llm_manager.providers.openrouter import OpenRouterProvider
 
+logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "llm_manager.providers"
 BUILTIN_PROVIDERS: tuple[type[Provider], ...] = (
     OpenAIProvider,
@@ -42,8 +44,17 @@ class ProviderRegistry:
     @classmethod
     def default(cls) -> ProviderRegistry:
         """The built-ins and every provider installed through the entry point group."""
-        plugins = [entry.load() for entry in entry_points(group=ENTRY_POINT_GROUP)]
-        return cls([*BUILTIN_PROVIDERS, *(p for p in plugins if _is_provider(p))])
+        builtin_names = {provider.name for provider in BUILTIN_PROVIDERS}
+        plugins = []
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            plugin = entry.load()
+            if not _is_provider(plugin):
+                logger.warning("entry point %s is not a Provider subclass; ignored", entry.name)
+            elif plugin.name in builtin_names:
+                logger.warning("plugin provider %r would replace a built-in; ignored", plugin.name)
+            else:
+                plugins.append(plugin)
+        return cls([*BUILTIN_PROVIDERS, *plugins])
 
     def names(self) -> list[str]:
         return list(self._providers)

@@ -315,6 +315,10 @@ class ConfigurationService:
         application's: those resolve as not found.
         """
         async with self._database.session() as session:
+            if application_id is not None:
+                application = await session.get(Application, application_id)
+                if application is None or not application.is_active:
+                    raise NotFoundError(f"application {application_id} not found or inactive")
             primary = await self._find_for_call(session, reference, application_id)
             chain = [primary]
             for fallback in await _fallbacks(session, primary.id):

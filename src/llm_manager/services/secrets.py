@@ -80,7 +80,7 @@ def ensure_key_file(settings: Settings) -> bool:
     """Create the 0600 key file when no keys are configured. True if a key was made."""
     if settings.secret_keys is not None or settings.key_file.exists():
         return False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(settings.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(generate_key() + "\n")
