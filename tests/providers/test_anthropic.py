@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 import httpx
 import pytest
 
 from llm_manager.errors import InvalidInputError, ProviderError, RateLimitedError, UnavailableError
-from llm_manager.providers import _wire
 from llm_manager.providers.anthropic import AnthropicProvider
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -37,18 +36,6 @@ WEATHER_TOOL = ToolDefinition(
     description="Weather for a city",
     parameters={"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 def make_provider(http: httpx.AsyncClient, base_url: str, api_key: str | None = KEY) -> AnthropicProvider:

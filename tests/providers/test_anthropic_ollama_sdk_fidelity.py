@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -18,7 +18,6 @@ import ollama
 import pytest
 
 from llm_manager.errors import ProviderError
-from llm_manager.providers import _wire
 from llm_manager.providers.anthropic import AnthropicProvider
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.ollama import OllamaProvider
@@ -28,18 +27,6 @@ from llm_manager.testing.transcripts import ollama as ollama_transcripts
 from llm_manager.types import ChatRequest, CompletionBuilder, Message, TextDelta
 
 PROMPT = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 async def our_stream(provider: AnthropicProvider | OllamaProvider, model: str) -> CompletionBuilder:

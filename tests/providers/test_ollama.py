@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 import httpx
 import pytest
 
 from llm_manager.errors import ProviderError, RateLimitedError, UnavailableError
-from llm_manager.providers import _wire
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.ollama import OllamaProvider
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -36,18 +35,6 @@ WEATHER_TOOL = ToolDefinition(
     description="Get the weather in a given city",
     parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 def make_provider(http: httpx.AsyncClient, base_url: str, api_key: str | None = None) -> OllamaProvider:
@@ -416,7 +403,7 @@ async def test_malformed_line_is_unavailable(upstream: FakeUpstream, provider: O
     first, *_rest = transcripts.text_stream().chunks
     upstream.add("POST", transcripts.CHAT_PATH, Reply.ndjson([first, b"<html>bad gateway</html>\n"]))
 
-    with pytest.raises(UnavailableError, match="not JSON"):
+    with pytest.raises(UnavailableError, match="malformed JSON"):
         await collect(provider)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import httpx
@@ -47,18 +46,6 @@ CAPITAL_TOOL = ToolDefinition(
     description="The capital of a country",
     parameters={"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
 )
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 def make_provider(

@@ -6,7 +6,6 @@ then the fake is a faithful upstream and our adapter reads it as OpenAI's own cl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 
 import httpx
@@ -14,7 +13,6 @@ import openai
 import pytest
 
 from llm_manager.errors import ProviderError
-from llm_manager.providers import _wire
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.openai import OpenAIProvider
 from llm_manager.providers.openrouter import OpenRouterProvider
@@ -27,18 +25,6 @@ MODEL = "gpt-4o-mini"
 PROMPT = "What is the capital of the UK?"
 HELLO = ChatRequest(model=MODEL, messages=(Message(role="user", content=PROMPT),))
 SDK_MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 def sdk(transcripts: ModuleType, upstream: FakeUpstream) -> openai.OpenAI:

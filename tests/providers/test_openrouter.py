@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import aclosing
 from decimal import Decimal
 from typing import Any
@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from llm_manager.errors import BadRequestError, ProviderError, RateLimitedError, UnavailableError
-from llm_manager.providers import _wire
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.openrouter import OpenRouterPricing, OpenRouterProvider
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -33,18 +32,6 @@ from llm_manager.types import (
 KEY = "sk-or-v1-0123456789abcdefsecret"
 MODEL = "x-ai/grok-4"
 HELLO = ChatRequest(model=MODEL, messages=(Message(role="user", content="Who are you"),))
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with _wire.new_http_client() as client:
-        yield client
 
 
 def make_provider(

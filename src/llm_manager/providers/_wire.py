@@ -82,6 +82,23 @@ def loads(data: str | bytes) -> Any:
     return orjson.loads(data)
 
 
+def decode_json(data: str | bytes, *, provider: str) -> Any:
+    """Decode upstream JSON; a body or event that is not JSON is an upstream failure."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UnavailableError(f"{provider} sent malformed JSON", provider=provider) from None
+
+
+async def error_body(response: httpx.Response) -> Any:
+    """The decoded body of a failed response, or None when it is not JSON."""
+    await response.aread()
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
 async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """Yield `(event, data)` for each server-sent event; comments (keep-alives) are skipped."""
     async for sse in EventSource(response).aiter_sse():
@@ -89,11 +106,11 @@ async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
             yield sse.event, sse.data
 
 
-async def iter_ndjson(response: httpx.Response) -> AsyncIterator[Any]:
+async def iter_ndjson(response: httpx.Response, *, provider: str = "upstream") -> AsyncIterator[Any]:
     """Yield one decoded JSON value per non-empty line."""
     async for line in response.aiter_lines():
         if line.strip():
-            yield orjson.loads(line)
+            yield decode_json(line, provider=provider)
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:

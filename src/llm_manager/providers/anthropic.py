@@ -74,7 +74,7 @@ class AnthropicProvider(Provider):
         async for _name, data in _wire.iter_sse(response):
             if not data:
                 continue
-            event = self._loads(data)
+            event = _wire.decode_json(data, provider=self.name)
             kind = event.get("type")
             if kind == "content_block_delta":
                 delta = event["delta"]
@@ -113,7 +113,7 @@ class AnthropicProvider(Provider):
                 content=_wire.dumps(request_body(request, stream=False)),
             )
             await self._raise_for_status(response)
-        message = self._loads(response.content)
+        message = _wire.decode_json(response.content, provider=self.name)
         blocks = message.get("content") or []
         return Completion(
             text="".join(block["text"] for block in blocks if block.get("type") == "text"),
@@ -137,7 +137,7 @@ class AnthropicProvider(Provider):
                     self._url("/v1/models"), params=params, headers=self._headers()
                 )
                 await self._raise_for_status(response)
-            page = self._loads(response.content)
+            page = _wire.decode_json(response.content, provider=self.name)
             models += [
                 ModelInfo(
                     id=model["id"],
@@ -164,21 +164,10 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = self.connection.api_key
         return headers
 
-    def _loads(self, data: str | bytes) -> Any:
-        """Decode upstream JSON; a body or event that is not JSON is an upstream failure."""
-        try:
-            return _wire.loads(data)
-        except ValueError:
-            raise UnavailableError("anthropic sent malformed JSON", provider=self.name) from None
-
     async def _raise_for_status(self, response: httpx.Response) -> None:
         if response.is_success:
             return
-        await response.aread()
-        try:
-            body = _wire.loads(response.content)
-        except ValueError:
-            body = None
+        body = await _wire.error_body(response)
         raise self._error(response.status_code, body, response.text, response.headers)
 
     def _error(self, status: int | None, body: Any, text: str, headers: httpx.Headers) -> ProviderError:

@@ -13,7 +13,6 @@ from contextlib import aclosing
 from typing import Any
 
 import httpx
-import orjson
 
 from llm_manager.errors import InvalidInputError, ProviderError, UnavailableError
 from llm_manager.providers import _wire
@@ -63,26 +62,23 @@ class OllamaProvider(Provider):
         """Turn NDJSON lines into stream events; usage and `Finish` come with the `done` line."""
         calls = 0
         finished = False
-        try:
-            async for line in _wire.iter_ndjson(response):
-                if not isinstance(line, dict):
-                    continue
-                if line.get("error"):
-                    raise self._error(None, line, "", response.headers)
-                message = line.get("message") or {}
-                if content := message.get("content"):
-                    yield TextDelta(text=content)
-                for wire_call in message.get("tool_calls") or ():
-                    call = _tool_call(wire_call, calls)
-                    yield ToolCallDelta(index=calls, id=call.id, name=call.name, arguments=call.arguments)
-                    calls += 1
-                if line.get("done") and not finished:
-                    finished = True
-                    yield UsageReport(usage=_usage(line))
-                    reason = "tool_calls" if calls else _finish_reason(line.get("done_reason"))
-                    yield Finish(reason=reason, model=line.get("model"))
-        except orjson.JSONDecodeError:
-            raise UnavailableError("ollama sent a line that is not JSON", provider=self.name) from None
+        async for line in _wire.iter_ndjson(response, provider=self.name):
+            if not isinstance(line, dict):
+                continue
+            if line.get("error"):
+                raise self._error(None, line, "", response.headers)
+            message = line.get("message") or {}
+            if content := message.get("content"):
+                yield TextDelta(text=content)
+            for wire_call in message.get("tool_calls") or ():
+                call = _tool_call(wire_call, calls)
+                yield ToolCallDelta(index=calls, id=call.id, name=call.name, arguments=call.arguments)
+                calls += 1
+            if line.get("done") and not finished:
+                finished = True
+                yield UsageReport(usage=_usage(line))
+                reason = "tool_calls" if calls else _finish_reason(line.get("done_reason"))
+                yield Finish(reason=reason, model=line.get("model"))
         if not finished:
             raise UnavailableError("ollama stream ended before its final line", provider=self.name)
 
@@ -119,7 +115,7 @@ class OllamaProvider(Provider):
                 name=model["name"],
                 context_length=(model.get("details") or {}).get("context_length"),
             )
-            for model in self._loads(response.content).get("models") or []
+            for model in _wire.decode_json(response.content, provider=self.name).get("models") or []
         ]
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +124,7 @@ class OllamaProvider(Provider):
                 self._url(path), headers=self._headers(), content=_wire.dumps(body)
             )
             await self._raise_for_status(response)
-        reply = self._loads(response.content)
+        reply = _wire.decode_json(response.content, provider=self.name)
         if not isinstance(reply, dict):
             raise UnavailableError(f"ollama answered {path} with an unexpected body", provider=self.name)
         return reply
@@ -142,21 +138,10 @@ class OllamaProvider(Provider):
             headers["authorization"] = f"Bearer {self.connection.api_key}"
         return headers
 
-    def _loads(self, data: bytes) -> Any:
-        """Decode an upstream JSON body; one that is not JSON is an upstream failure."""
-        try:
-            return _wire.loads(data)
-        except ValueError:
-            raise UnavailableError("ollama sent malformed JSON", provider=self.name) from None
-
     async def _raise_for_status(self, response: httpx.Response) -> None:
         if response.is_success:
             return
-        await response.aread()
-        try:
-            body = _wire.loads(response.content)
-        except ValueError:
-            body = None
+        body = await _wire.error_body(response)
         raise self._error(response.status_code, body, response.text, response.headers)
 
     def _error(self, status: int | None, body: Any, text: str, headers: httpx.Headers) -> ProviderError:

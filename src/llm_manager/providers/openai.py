@@ -268,10 +268,7 @@ class OpenAIProvider(Provider):
         return payload
 
     def _decode(self, data: str | bytes) -> Any:
-        try:
-            return _wire.loads(data)
-        except ValueError:
-            raise UnavailableError(f"{self.label} sent malformed JSON", provider=self.name) from None
+        return _wire.decode_json(data, provider=self.name)
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
