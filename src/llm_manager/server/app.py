@@ -27,6 +27,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version("llm-manager"),
         description="One managed place through which applications use Large Language Models.",
         lifespan=lifespan,
+        # FastAPI's /docs pages load Swagger UI from a CDN; the product runs offline, so only the
+        # schema is served until the UI assets are vendored.
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(health.router)
     return app
