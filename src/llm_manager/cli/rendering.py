@@ -30,7 +30,7 @@ def usage_table(rows: Sequence[UsageRow]) -> Table:
     for column, justify in (
         ("time (UTC)", "left"),
         ("configuration", "left"),
-        ("provider / model", "left"),
+        ("model", "left"),
         ("status", "left"),
         ("tokens in+out", "right"),
         ("cost", "right"),
@@ -42,9 +42,9 @@ def usage_table(rows: Sequence[UsageRow]) -> Table:
     for row in rows:
         tokens = f"{row.prompt_tokens}+{row.completion_tokens}" + ("*" if row.tokens_estimated else "")
         table.add_row(
-            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.created_at.strftime("%m-%d %H:%M:%S"),
             row.configuration,
-            f"{row.provider} / {row.model}",
+            row.model,
             Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
             tokens,
             money(row.cost),
