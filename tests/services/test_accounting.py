@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from llm_manager import LLMManager
+from llm_manager import CallContext, LLMManager
 from llm_manager.db.session import Database
 from llm_manager.db.tables import UsageDaily, UsageLog
 from llm_manager.services.accounting import UsageRecord, UsageWriter
@@ -99,3 +99,22 @@ async def test_usage_pages_are_keyset_paginated_and_filtered(llm: LLMManager) ->
             break
         cursor = page.next_cursor
     assert seen == list(reversed(ids))
+
+
+async def test_over_long_identifiers_never_block_the_writer(llm: LLMManager) -> None:
+    writer = UsageWriter(llm.services.database, flush_interval=0.01)
+    writer.start()
+    await writer.put(_record(user_id="u" * 150, conversation_id="c" * 80))
+    await asyncio.wait_for(writer.close(), 10)
+    assert await _count(llm.services.database) == 1
+
+
+async def test_call_context_identifiers_are_clipped_to_the_columns(llm: LLMManager) -> None:
+    await llm.configurations.create(
+        ConfigurationCreate(slug="d", provider="demo", model="demo-chat", options={"delay_ms": 0})
+    )
+    await asyncio.wait_for(
+        llm.chat("d", "hi", context=CallContext(user_id="u" * 150, conversation_id="c" * 80)), 10
+    )
+    page = await asyncio.wait_for(llm.usage.list_page(), 10)
+    assert len(page.rows) == 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import new_id, utcnow
@@ -28,6 +28,8 @@ from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
 logger = logging.getLogger(__name__)
 _ROLLUP_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
 _RETRY_DELAY = 0.5
+USER_ID_LENGTH = 100
+CONVERSATION_ID_LENGTH = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +173,14 @@ class UsageWriter:
                 await write_batch(self._database, batch)
             except asyncio.CancelledError:
                 raise
-            except (IntegrityError, DataError):
+            except DBAPIError as error:
+                if not _refused_for_content(error):
+                    attempt += 1
+                    logger.warning(
+                        "usage write failed (attempt %d); retrying: %s", attempt, type(error).__name__
+                    )
+                    await asyncio.sleep(min(_RETRY_DELAY * attempt, 10))
+                    continue
                 await self._write_one_by_one(batch)
                 return
             except Exception:
@@ -187,12 +196,23 @@ class UsageWriter:
             for candidate in (record, _detached(record)):
                 try:
                     await write_batch(self._database, [candidate])
-                except (IntegrityError, DataError):
+                except DBAPIError as error:
+                    if not _refused_for_content(error):
+                        raise
                     continue
                 self.written += 1
                 break
             else:
                 logger.error("usage record refused by the database, kept in this log only: %r", record)
+
+
+def _refused_for_content(error: DBAPIError) -> bool:
+    """True when the database refused the rows themselves (SQLSTATE class 22 data, 23 integrity),
+    as opposed to being unreachable; drivers differ in which exception class they raise."""
+    if isinstance(error, IntegrityError | DataError):
+        return True
+    sqlstate = str(getattr(error.orig, "sqlstate", "") or getattr(error.orig, "pgcode", "") or "")
+    return sqlstate[:2] in ("22", "23")
 
 
 def _detached(record: Record) -> Record:
@@ -202,8 +222,8 @@ def _detached(record: Record) -> Record:
             record,
             configuration_id=None,
             application_id=None,
-            user_id=_clip(record.user_id, 100),
-            conversation_id=_clip(record.conversation_id, 64),
+            user_id=_clip(record.user_id, USER_ID_LENGTH),
+            conversation_id=_clip(record.conversation_id, CONVERSATION_ID_LENGTH),
         )
     return replace(record, usage_log_id=None, application_id=None)
 

@@ -22,7 +22,12 @@ from typing import Self, TypeVar
 from llm_manager.errors import LLMManagerError, ProviderError, UpstreamTimeoutError
 from llm_manager.providers._wire import estimate_tokens
 from llm_manager.providers.base import Provider
-from llm_manager.services.accounting import UsageRecord, UsageWriter
+from llm_manager.services.accounting import (
+    CONVERSATION_ID_LENGTH,
+    USER_ID_LENGTH,
+    UsageRecord,
+    UsageWriter,
+)
 from llm_manager.services.calls import (
     Admission,
     CallContext,
@@ -357,8 +362,8 @@ class ChatService:
             finish_reason=finish,
             attempts=max(outcome.attempts, 1),
             response_chars=outcome.builder.text_chars,
-            user_id=outcome.call.context.user_id,
-            conversation_id=outcome.call.context.conversation_id,
+            user_id=_clip(outcome.call.context.user_id, USER_ID_LENGTH),
+            conversation_id=_clip(outcome.call.context.conversation_id, CONVERSATION_ID_LENGTH),
         )
 
     async def embed(
@@ -426,6 +431,10 @@ class _Admissions:
 async def _release(admission: Admission | None) -> None:
     if admission is not None:
         await admission.release()
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
 
 
 def _final_error(outcome: CallOutcome) -> LLMManagerError:
