@@ -24,6 +24,7 @@ from llm_manager.errors import (
     AuthenticationError,
     BadRequestError,
     ContextLengthExceededError,
+    InvalidInputError,
     ModelNotFoundError,
     OverloadedError,
     ProviderError,
@@ -88,6 +89,19 @@ def decode_json(data: str | bytes, *, provider: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UnavailableError(f"{provider} sent malformed JSON", provider=provider) from None
+
+
+def arguments_object(call_id: str, arguments: str) -> dict[str, Any]:
+    """A tool call's JSON-text arguments as the object Anthropic and Ollama expect on the wire."""
+    try:
+        parsed = orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InvalidInputError(
+            f"tool call {call_id!r} has arguments that are not a JSON object", field="messages"
+        )
+    return parsed
 
 
 async def error_body(response: httpx.Response) -> Any:

@@ -236,7 +236,12 @@ def _messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
                 [{"type": "text", "text": message.content}] if message.content else []
             )
             blocks += [
-                {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": _wire.arguments_object(call.id, call.arguments),
+                }
                 for call in message.tool_calls
             ]
             turns.append({"role": "assistant", "content": blocks})
@@ -249,19 +254,6 @@ def _tool_result_id(message: Message) -> str:
     if not message.tool_call_id:
         raise InvalidInputError("a tool result needs the id of the tool call it answers", field="messages")
     return message.tool_call_id
-
-
-def _tool_input(call: ToolCall) -> dict[str, Any]:
-    """Anthropic wants the arguments as an object, not the JSON text we keep."""
-    try:
-        arguments = _wire.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise InvalidInputError(
-            f"tool call {call.id!r} has arguments that are not a JSON object", field="messages"
-        )
-    return arguments
 
 
 def _tool(tool: ToolDefinition) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from llm_manager.errors import InvalidInputError, ProviderError, UnavailableError
+from llm_manager.errors import ProviderError, UnavailableError
 from llm_manager.providers import _wire
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
@@ -179,7 +179,13 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"role": message.role, "content": message.content or ""}
         if message.tool_calls:
             entry["tool_calls"] = [
-                {"id": call.id, "function": {"name": call.name, "arguments": _tool_arguments(call)}}
+                {
+                    "id": call.id,
+                    "function": {
+                        "name": call.name,
+                        "arguments": _wire.arguments_object(call.id, call.arguments),
+                    },
+                }
                 for call in message.tool_calls
             ]
             tool_names.update((call.id, call.name) for call in message.tool_calls)
@@ -191,19 +197,6 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 entry["tool_call_id"] = message.tool_call_id
         wire.append(entry)
     return wire
-
-
-def _tool_arguments(call: ToolCall) -> dict[str, Any]:
-    """Ollama wants the arguments as an object, not the JSON text we keep."""
-    try:
-        arguments = _wire.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise InvalidInputError(
-            f"tool call {call.id!r} has arguments that are not a JSON object", field="messages"
-        )
-    return arguments
 
 
 def _options(params: GenerationParams) -> dict[str, Any]:
