@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import cast
 
 import httpx
@@ -17,7 +17,6 @@ from llm_manager.testing.fake_upstream import FakeUpstream, Reply
 from llm_manager.testing.transcripts import ollama as transcripts
 from llm_manager.types import (
     ChatRequest,
-    CompletionBuilder,
     Finish,
     GenerationParams,
     Message,
@@ -27,6 +26,7 @@ from llm_manager.types import (
     ToolDefinition,
     Usage,
 )
+from tests.providers.streams import build, drain
 
 MODEL = "llama3.2"
 HELLO = ChatRequest(model=MODEL, messages=(Message(role="user", content="why is the sky blue?"),))
@@ -48,18 +48,6 @@ def provider(upstream: FakeUpstream, http: httpx.AsyncClient) -> OllamaProvider:
 
 async def collect(provider: OllamaProvider, request: ChatRequest = HELLO) -> list[StreamEvent]:
     return [event async for event in provider.stream(request)]
-
-
-async def drain(stream: AsyncIterator[StreamEvent], into: list[StreamEvent]) -> None:
-    """Consume a stream, keeping what arrived before it failed."""
-    async for event in stream:
-        into.append(event)
-
-
-def build(events: list[StreamEvent]) -> CompletionBuilder:
-    builder = CompletionBuilder()
-    builder.add_all(events)
-    return builder
 
 
 def test_capabilities() -> None:
