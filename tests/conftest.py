@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
@@ -19,6 +20,7 @@ from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream
 
 POSTGRES_URL = os.environ.get("LLM_MANAGER_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("LLM_MANAGER_TEST_REDIS_URL")
 _TEST_DATABASE_PREFIX = "llmm_test_"
 
 
@@ -122,3 +124,27 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
     yield make_url(base).set(database=name).render_as_string(hide_password=False)
     asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis; pair it with `redis_prefix` so each test's keys are its own."""
+    if not REDIS_URL:
+        if os.environ.get("LLM_MANAGER_REQUIRE_REDIS"):
+            pytest.fail("LLM_MANAGER_REQUIRE_REDIS is set but LLM_MANAGER_TEST_REDIS_URL is not")
+        pytest.skip("Redis tests need LLM_MANAGER_TEST_REDIS_URL (.ci/run sets it)")
+    return REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"llmm-test:{os.getpid()}:{os.urandom(4).hex()}:"
+    yield prefix
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -8,7 +8,11 @@ LLMManagerError
 ├── NotFoundError                  a configuration, application, ... that does not exist
 ├── ConflictError                  a unique name already taken, a cycle in fallbacks
 ├── SecretError                    a secret that cannot be decrypted with the key ring
-├── GuardRefusedError              a guard (budget, rate limit) refused the call
+├── UnauthenticatedError           no credentials, or a token that is unknown, revoked or expired
+├── PermissionDeniedError          the caller may not do this (a token outside its scope)
+├── GuardRefusedError              a guard refused the call before any money was spent
+│   ├── BudgetExceededError        a hard budget would be overrun (or cannot be checked)
+│   └── RateLimitExceededError     requests or tokens per minute used up
 └── ProviderError                  an upstream API failed; `retryable` says if trying again may help
     ├── AuthenticationError        key missing, wrong or revoked (401/403)
     ├── RateLimitedError           429 with an optional `retry_after`
@@ -64,6 +68,14 @@ class SecretError(LLMManagerError):
     code = "secret_error"
 
 
+class UnauthenticatedError(LLMManagerError):
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(LLMManagerError):
+    code = "permission_denied"
+
+
 class GuardRefusedError(LLMManagerError):
     """A guard refused the call before any money was spent."""
 
@@ -72,6 +84,14 @@ class GuardRefusedError(LLMManagerError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExceededError(GuardRefusedError):
+    code = "budget_exceeded"
+
+
+class RateLimitExceededError(GuardRefusedError):
+    code = "rate_limit_exceeded"
 
 
 class ProviderError(LLMManagerError):

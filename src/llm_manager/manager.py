@@ -11,28 +11,32 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from redis.asyncio import Redis
 
 from llm_manager.db.migrate import upgrade_to_head
 from llm_manager.db.session import Database
 from llm_manager.errors import InvalidInputError
 from llm_manager.providers._wire import HttpTimeouts, new_http_client
 from llm_manager.providers.registry import ProviderRegistry
-from llm_manager.services.accounting import UsageWriter
+from llm_manager.services.accounting import UsageRecord, UsageWriter
 from llm_manager.services.applications import ApplicationService
+from llm_manager.services.budgets import BudgetGuard, BudgetService
 from llm_manager.services.calls import CallContext, ChatCall, Guard, ProviderFactory, RetryPolicy
 from llm_manager.services.chat import ChatService, ChatStream
 from llm_manager.services.configurations import ConfigurationService, parse_params
 from llm_manager.services.metrics import MetricService
 from llm_manager.services.models import ModelDiscovery
 from llm_manager.services.pricing import Pricing
+from llm_manager.services.ratelimits import MemoryRateCounter, RateCounter, RateLimitGuard, RedisRateCounter
 from llm_manager.services.secrets import SecretsService, ensure_key_file, load_key_ring
+from llm_manager.services.tokens import TokenService
 from llm_manager.services.usage import UsageService
 from llm_manager.settings import Settings, load_settings
 from llm_manager.types import (
@@ -63,6 +67,10 @@ class Services:
     usage: UsageService
     metrics: MetricService
     secrets: SecretsService
+    tokens: TokenService
+    budgets: BudgetService
+    redis: Redis | None = None
+    """Shared by every process of a deployment when `LLM_MANAGER_REDIS_URL` is set."""
 
 
 class LLMManager:
@@ -73,7 +81,11 @@ class LLMManager:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings | None = None, *, guards: Sequence[Guard] = ()
+        cls,
+        settings: Settings | None = None,
+        *,
+        guards: Sequence[Guard] = (),
+        observers: Sequence[Callable[[UsageRecord], None]] = (),
     ) -> AsyncIterator[LLMManager]:
         """Migrate the database to head, wire the services, and close everything on exit."""
         settings = settings or load_settings()
@@ -89,14 +101,24 @@ class LLMManager:
             batch_size=settings.usage_batch_size,
             flush_interval=settings.usage_flush_interval,
         )
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        rates: RateCounter = (
+            RedisRateCounter(redis, settings.redis_prefix) if redis is not None else MemoryRateCounter()
+        )
         try:
             await upgrade_to_head(database)
-            services = _wire_services(settings, database, http, writer, key_ring, guards)
+            services = _wire_services(
+                settings, database, http, writer, key_ring, (RateLimitGuard(rates), *guards), observers
+            )
+            services = replace(services, redis=redis)
             await services.secrets.record_keys()
             writer.start()
             yield cls(settings, services)
         finally:
             await writer.close()
+            await rates.aclose()
+            if redis is not None:
+                await redis.aclose()
             await http.aclose()
             await database.dispose()
 
@@ -107,6 +129,14 @@ class LLMManager:
     @property
     def applications(self) -> ApplicationService:
         return self.services.applications
+
+    @property
+    def tokens(self) -> TokenService:
+        return self.services.tokens
+
+    @property
+    def budgets(self) -> BudgetService:
+        return self.services.budgets
 
     @property
     def usage(self) -> UsageService:
@@ -232,19 +262,23 @@ def _wire_services(
     writer: UsageWriter,
     key_ring: Any,
     guards: Sequence[Guard],
+    observers: Sequence[Callable[[UsageRecord], None]],
 ) -> Services:
     registry = ProviderRegistry.default()
     providers = ProviderFactory(registry, http)
     configurations = ConfigurationService(database, key_ring, registry)
+    pricing = Pricing()
+    budgets = BudgetService(database, pricing, providers)
     chat = ChatService(
         configurations=configurations,
         providers=providers,
         writer=writer,
-        pricing=Pricing(),
+        pricing=pricing,
         retry=RetryPolicy(max_retries=settings.max_retries, max_wait=settings.retry_max_wait),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout,
-        guards=guards,
+        guards=(*guards, BudgetGuard(budgets)),
+        observers=observers,
     )
     return Services(
         database=database,
@@ -257,6 +291,8 @@ def _wire_services(
         usage=UsageService(database, writer),
         metrics=MetricService(database, writer),
         secrets=SecretsService(database, key_ring),
+        tokens=TokenService(database),
+        budgets=budgets,
     )
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     """Comma-separated Fernet keys, newest first. Unset: the key file in the data directory."""
     redis_url: str | None = None
+    """Set it when running more than one process: rate limits and stream cancels then span them all."""
+    redis_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "llm-manager:"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
 
     connect_timeout: PositiveSeconds = 10.0
     first_byte_timeout: PositiveSeconds = 120.0

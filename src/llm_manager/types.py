@@ -198,6 +198,17 @@ class EmbeddingResult:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimits:
+    """Requests and tokens per minute allowed to a token, an application or a configuration."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ModelInfo:
     id: str
     name: str | None = None

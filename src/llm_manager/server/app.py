@@ -9,7 +9,8 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from llm_manager.manager import LLMManager
-from llm_manager.server import health
+from llm_manager.server import api, docs, errors, health, observability
+from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
 
 
@@ -18,7 +19,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with LLMManager.open(resolved) as llm:
+        metrics = GatewayMetrics(
+            queue_depth=lambda: app.state.llm.services.writer.depth,
+            queue_capacity=resolved.usage_queue_size,
+        )
+        app.state.metrics = metrics
+        async with LLMManager.open(resolved, observers=(metrics.observe,)) as llm:
             app.state.llm = llm
             yield
 
@@ -27,10 +33,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version("llm-manager"),
         description="One managed place through which applications use Large Language Models.",
         lifespan=lifespan,
-        # FastAPI's /docs pages load Swagger UI from a CDN; the product runs offline, so only the
-        # schema is served until the UI assets are vendored.
-        docs_url=None,
+        docs_url=None,  # served by `docs.router` from vendored assets: the product runs offline
         redoc_url=None,
     )
+    errors.install(app)
     app.include_router(health.router)
+    app.include_router(observability.router)
+    app.include_router(api.router)
+    app.include_router(docs.router)
+    docs.mount_static(app)
     return app

@@ -43,6 +43,7 @@ class UsageRecord:
     configuration_slug: str
     requested_configuration: str
     application_id: int | None
+    api_token_id: int | None = None
     provider: str
     model: str
     prompt_tokens: int = 0

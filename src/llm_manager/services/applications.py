@@ -16,12 +16,21 @@ from llm_manager.errors import ConflictError, InvalidInputError, NotFoundError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 
 
+class _Unset:
+    """Marks an argument that was not given, where None means "no limit"."""
+
+
+UNSET = _Unset()
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApplicationView:
     id: int
     name: str
     description: str
     is_active: bool
+    rpm_limit: int | None
+    tpm_limit: int | None
     created_at: datetime
 
 
@@ -29,10 +38,18 @@ class ApplicationService:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def create(self, name: str, description: str = "") -> ApplicationView:
+    async def create(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+    ) -> ApplicationView:
         if not _NAME.match(name):
             raise InvalidInputError("name: 1-100 letters, digits, spaces, '.', '-' or '_'", field="name")
-        row = Application(name=name, description=description)
+        _check_limits(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
+        row = Application(name=name, description=description, rpm_limit=rpm_limit, tpm_limit=tpm_limit)
         try:
             async with self._database.session() as session:
                 session.add(row)
@@ -52,6 +69,45 @@ class ApplicationService:
             raise NotFoundError(f"application {name!r} not found")
         return _view(row)
 
+    async def get_by_id(self, application_id: int) -> ApplicationView:
+        async with self._database.session() as session:
+            row = await session.get(Application, application_id)
+        if row is None:
+            raise NotFoundError(f"application {application_id} not found")
+        return _view(row)
+
+    async def update(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        is_active: bool | None = None,
+        rpm_limit: int | _Unset | None = UNSET,
+        tpm_limit: int | _Unset | None = UNSET,
+    ) -> ApplicationView:
+        """Change what is given; a limit set to None is lifted. Applies to the next request."""
+        async with self._database.session() as session:
+            row = await session.scalar(select(Application).where(Application.name == name))
+            if row is None:
+                raise NotFoundError(f"application {name!r} not found")
+            if description is not None:
+                row.description = description
+            if is_active is not None:
+                row.is_active = is_active
+            if not isinstance(rpm_limit, _Unset):
+                _check_limits(rpm_limit=rpm_limit)
+                row.rpm_limit = rpm_limit
+            if not isinstance(tpm_limit, _Unset):
+                _check_limits(tpm_limit=tpm_limit)
+                row.tpm_limit = tpm_limit
+        return _view(row)
+
+
+def _check_limits(**limits: int | None) -> None:
+    for field, limit in limits.items():
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"{field} must be at least 1", field=field)
+
 
 def _view(row: Application) -> ApplicationView:
     return ApplicationView(
@@ -59,5 +115,7 @@ def _view(row: Application) -> ApplicationView:
         name=row.name,
         description=row.description,
         is_active=row.is_active,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
         created_at=row.created_at,
     )

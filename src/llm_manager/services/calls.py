@@ -24,6 +24,7 @@ from llm_manager.types import (
     CompletionBuilder,
     GenerationParams,
     Message,
+    RateLimits,
     ToolDefinition,
     Usage,
 )
@@ -34,8 +35,11 @@ class CallContext:
     """Who is calling: scopes resolution and is recorded on the usage row."""
 
     application_id: int | None = None
+    token_id: int | None = None
     user_id: str | None = None
     conversation_id: str | None = None
+    application_limits: RateLimits = field(default_factory=RateLimits)
+    token_limits: RateLimits = field(default_factory=RateLimits)
 
 
 @dataclass(frozen=True, kw_only=True)

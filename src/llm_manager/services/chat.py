@@ -45,6 +45,7 @@ from llm_manager.types import (
     Completion,
     EmbeddingResult,
     Embeddings,
+    Message,
     StreamEvent,
     Usage,
     UsageReport,
@@ -99,6 +100,7 @@ class ChatService:
         first_byte_timeout: float,
         idle_timeout: float,
         guards: Sequence[Guard] = (),
+        observers: Sequence[Callable[[UsageRecord], None]] = (),
     ) -> None:
         self._configurations = configurations
         self._providers = providers
@@ -108,6 +110,7 @@ class ChatService:
         self._first_byte_timeout = first_byte_timeout
         self._idle_timeout = idle_timeout
         self._guards = tuple(guards)
+        self._observers = tuple(observers)
 
     def stream(self, call: ChatCall) -> ChatStream:
         outcome = CallOutcome(call=replace(call, operation=call.operation or "stream"))
@@ -305,6 +308,8 @@ class ChatService:
             attempts=outcome.attempts,
         )
         await self._writer.put(record)
+        for observe in self._observers:
+            observe(record)
         if admission is not None:
             await admission.settle(usage, quote.cost)
         return outcome.result
@@ -344,6 +349,7 @@ class ChatService:
             configuration_slug=configuration.slug,
             requested_configuration=outcome.call.configuration or configuration.slug,
             application_id=outcome.call.context.application_id,
+            api_token_id=outcome.call.context.token_id,
             provider=configuration.provider,
             model=outcome.builder.model or configuration.model,
             prompt_tokens=usage.prompt_tokens,
@@ -370,7 +376,10 @@ class ChatService:
         self, configuration: str | None, inputs: Sequence[str], context: CallContext | None = None
     ) -> EmbeddingResult:
         call = ChatCall(
-            configuration=configuration, messages=(), context=context or CallContext(), operation="embed"
+            configuration=configuration,
+            messages=tuple(Message(role="user", content=text) for text in inputs),
+            context=context or CallContext(),
+            operation="embed",
         )
         outcome = CallOutcome(call=call)
         admission: Admission | None = None

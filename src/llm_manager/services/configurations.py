@@ -7,6 +7,7 @@ be sent to a server it was not given for.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -29,7 +30,7 @@ from llm_manager.errors import ConflictError, InvalidInputError, InvalidParamete
 from llm_manager.providers.registry import ProviderRegistry
 from llm_manager.services.pricing import PriceOverride
 from llm_manager.services.secrets import KeyRing
-from llm_manager.types import GenerationParams, ModelInfo
+from llm_manager.types import GenerationParams, ModelInfo, RateLimits
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,6 +74,10 @@ class ConfigurationFields(BaseModel):
     cache_read_price: Price | None = None
     cache_write_price: Price | None = None
     context_length: Annotated[int, Field(ge=1)] | None = None
+    rpm_limit: Annotated[int, Field(ge=1)] | None = None
+    """Requests per minute through this configuration, across every caller."""
+    tpm_limit: Annotated[int, Field(ge=1)] | None = None
+    """Tokens per minute through this configuration, across every caller."""
 
     @field_validator("base_url")
     @classmethod
@@ -139,6 +144,8 @@ class ConfigurationView:
     fallbacks: tuple[str, ...]
     price_override: PriceOverride | None
     context_length: int | None
+    rpm_limit: int | None
+    tpm_limit: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -158,6 +165,7 @@ class ResolvedConfiguration:
     application_id: int | None
     price_override: PriceOverride | None
     context_length: int | None
+    rate_limits: RateLimits = dataclasses.field(default_factory=RateLimits)
 
     def __repr__(self) -> str:
         return f"ResolvedConfiguration(slug={self.slug!r}, provider={self.provider!r}, model={self.model!r})"
@@ -206,6 +214,8 @@ class ConfigurationService:
             is_active=True if spec.is_active is None else spec.is_active,
             is_default=False,
             context_length=spec.context_length,
+            rpm_limit=spec.rpm_limit,
+            tpm_limit=spec.tpm_limit,
         )
         _apply_prices(row, spec)
         if spec.api_key is not None:
@@ -238,6 +248,8 @@ class ConfigurationService:
                 "default_params",
                 "options",
                 "context_length",
+                "rpm_limit",
+                "tpm_limit",
             ):
                 if field in changes:
                     setattr(row, field, changes[field])
@@ -407,6 +419,7 @@ class ConfigurationService:
             application_id=row.application_id,
             price_override=_price_override(row),
             context_length=row.context_length,
+            rate_limits=RateLimits(requests_per_minute=row.rpm_limit, tokens_per_minute=row.tpm_limit),
         )
 
     async def _view(self, session: AsyncSession, row: LLMConfiguration) -> ConfigurationView:
@@ -432,6 +445,8 @@ class ConfigurationService:
             fallbacks=tuple(fallback_slugs),
             price_override=_price_override(row),
             context_length=row.context_length,
+            rpm_limit=row.rpm_limit,
+            tpm_limit=row.tpm_limit,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

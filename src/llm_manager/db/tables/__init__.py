@@ -1,13 +1,19 @@
 """ORM tables, one module per domain. Importing this package registers every table on `Base`."""
 
 from llm_manager.db.tables.applications import Application
+from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetWindow
 from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
 from llm_manager.db.tables.metrics import CustomMetric
 from llm_manager.db.tables.secrets import EncryptionKey
+from llm_manager.db.tables.tokens import ApiToken
 from llm_manager.db.tables.usage import UsageDaily, UsageLog
 
 __all__ = [
+    "ApiToken",
     "Application",
+    "Budget",
+    "BudgetEvent",
+    "BudgetWindow",
     "ConfigurationFallback",
     "CustomMetric",
     "EncryptionKey",

@@ -39,6 +39,8 @@ class LLMConfiguration(Base):
     cache_read_price: Mapped[Decimal | None] = mapped_column(PRICE)
     cache_write_price: Mapped[Decimal | None] = mapped_column(PRICE)
     context_length: Mapped[int | None] = mapped_column()
+    rpm_limit: Mapped[int | None] = mapped_column()
+    tpm_limit: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

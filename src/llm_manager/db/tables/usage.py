@@ -26,6 +26,9 @@ class UsageLog(Base):
     application_id: Mapped[int | None] = mapped_column(
         ForeignKey("applications.id", ondelete="SET NULL"), index=True
     )
+    api_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), index=True
+    )
     provider: Mapped[str] = mapped_column(String(50), index=True)
     model: Mapped[str] = mapped_column(String(200), index=True)
     prompt_tokens: Mapped[int] = mapped_column(default=0)
