@@ -9,7 +9,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from llm_manager.manager import LLMManager
-from llm_manager.server import api, docs, errors, health, observability
+from llm_manager.server import api, docs, errors, health, observability, openai_api
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(observability.router)
+    app.include_router(openai_api.router)
     app.include_router(api.router)
     app.include_router(docs.router)
     docs.mount_static(app)

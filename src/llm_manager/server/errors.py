@@ -102,9 +102,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
     body = error_body(str(error.detail), type_="invalid_request_error", code=code)
-    return Response(
-        body, status_code=error.status_code, media_type="application/json", headers=error.headers
-    )
+    return Response(body, status_code=error.status_code, media_type="application/json", headers=error.headers)
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import httpx
 
+from llm_manager.db.base import new_id
 from llm_manager.errors import LLMManagerError, ProviderError
 from llm_manager.providers._wire import estimate_tokens, redact
 from llm_manager.providers.base import Provider, ProviderConnection
@@ -110,6 +111,8 @@ class CallOutcome:
     """Mutable record of one call while it runs; becomes the usage row and the result."""
 
     call: ChatCall
+    log_id: str = field(default_factory=new_id)
+    """Known from the start, so a streaming response can name its usage row in its headers."""
     configuration: ResolvedConfiguration | None = None
     builder: CompletionBuilder = field(default_factory=CompletionBuilder)
     started: float = field(default_factory=time.perf_counter)

@@ -87,6 +87,11 @@ class ChatStream:
     def result(self) -> ChatResult | None:
         return self._outcome.result
 
+    @property
+    def log_id(self) -> str:
+        """The id the call's usage row will have (known before the first event)."""
+        return self._outcome.log_id
+
 
 class ChatService:
     def __init__(
@@ -344,6 +349,7 @@ class ChatService:
         if outcome.status != "ok":
             finish = outcome.status if outcome.status == "cancelled" else "error"
         return UsageRecord(
+            id=outcome.log_id,
             operation=outcome.call.operation,
             configuration_id=configuration.id,
             configuration_slug=configuration.slug,

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -293,6 +293,23 @@ class ConfigurationService:
                 query = query.where(
                     LLMConfiguration.application_id == await _application_id(session, application)
                 )
+            rows = (await session.scalars(query)).all()
+            return [await self._view(session, row) for row in rows]
+
+    async def usable(self, *, application_id: int | None) -> list[ConfigurationView]:
+        """Active configurations a caller of this application may name: global ones and its own."""
+        query = (
+            select(LLMConfiguration)
+            .where(LLMConfiguration.is_active.is_(True))
+            .where(
+                or_(
+                    LLMConfiguration.application_id.is_(None),
+                    LLMConfiguration.application_id == application_id,
+                )
+            )
+            .order_by(LLMConfiguration.slug)
+        )
+        async with self._database.session() as session:
             rows = (await session.scalars(query)).all()
             return [await self._view(session, row) for row in rows]
 

@@ -1,0 +1,372 @@
+"""The OpenAI-compatible API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+
+`model` names one of our configurations (a slug the token may use); the request's parameters
+override the configuration's defaults. Any field we do not know is refused, never forwarded — in
+particular the ones that would send the call elsewhere (`base_url`, `api_base`, `api_key`, ...).
+
+Streams are serialised straight from pipeline events into pre-built byte templates: the only work
+per chunk is encoding the text, so the gateway adds almost nothing between upstream and client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_manager.errors import InvalidInputError, LLMManagerError, NotFoundError
+from llm_manager.manager import Prompt, to_messages
+from llm_manager.providers._wire import encode_base64_floats
+from llm_manager.server.auth import InferenceCaller
+from llm_manager.server.deps import Manager
+from llm_manager.server.errors import classify
+from llm_manager.server.observability import GatewayMetrics
+from llm_manager.services.calls import ChatCall
+from llm_manager.services.chat import ChatStream
+from llm_manager.services.configurations import parse_params
+from llm_manager.services.tokens import Principal
+from llm_manager.types import (
+    ChatResult,
+    Finish,
+    Message,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolDefinition,
+    Usage,
+)
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+_FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: dict[str, str]
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat request. Unknown fields are refused with their name, never passed on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=64, description="A configuration slug.")]
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    n: Annotated[int, Field(ge=1, le=1)] | None = None
+    user: Annotated[str, Field(max_length=100)] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=64, description="A configuration slug.")]
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    encoding_format: Literal["float", "base64"] = "float"
+    user: Annotated[str, Field(max_length=100)] | None = None
+
+
+@router.post("/chat/completions", summary="Chat completion through a configuration (streamed or not)")
+async def chat_completions(
+    body: ChatCompletionRequest, caller: InferenceCaller, llm: Manager, request: Request
+) -> Response:
+    call = await _chat_call(body, caller, llm)
+    if not body.stream:
+        result = await llm.services.chat.chat(call)
+        return Response(
+            orjson.dumps(_completion(result, body.model)),
+            media_type="application/json",
+            headers=_result_headers(result),
+        )
+    stream = llm.services.chat.stream(call)
+    first = await _first_event(stream)  # errors before the first byte keep their HTTP status
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunks = _ChunkWriter(stream.log_id, body.model)
+    return StreamingResponse(
+        _sse(stream, first, chunks, include_usage, request.app.state.metrics),
+        media_type="text/event-stream",
+        headers={**_SSE_HEADERS, "x-llm-manager-log-id": stream.log_id},
+    )
+
+
+@router.post("/embeddings", summary="Embeddings through a configuration (float or base64)")
+async def embeddings(body: EmbeddingRequest, caller: InferenceCaller, llm: Manager) -> Response:
+    await _authorize(body.model, caller, llm)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if any(not text for text in texts):
+        raise InvalidInputError("input: every string must be non-empty", field="input")
+    result = await llm.embed(body.model, texts, context=caller.context(user_id=body.user))
+    encode = encode_base64_floats if body.encoding_format == "base64" else list
+    payload = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": encode(vector)}
+            for index, vector in enumerate(result.vectors)
+        ],
+        "model": body.model,
+        "usage": {"prompt_tokens": result.usage.prompt_tokens, "total_tokens": result.usage.prompt_tokens},
+    }
+    headers = {"x-llm-manager-log-id": result.log_id}
+    if result.cost is not None:
+        headers["x-llm-manager-cost"] = _money(result.cost)
+    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+
+
+@router.get("/models", summary="The configurations this token may call")
+async def models(caller: InferenceCaller, llm: Manager) -> dict[str, Any]:
+    views = await llm.configurations.usable(application_id=caller.application_id)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": view.slug,
+                "object": "model",
+                "created": int(view.created_at.timestamp()),
+                "owned_by": view.provider,
+            }
+            for view in views
+            if caller.may_call(view.id)
+        ],
+    }
+
+
+async def _authorize(slug: str, caller: Principal, llm: Manager) -> None:
+    """The configuration must be visible to the caller's application and within the token's scope."""
+    try:
+        chain = await llm.services.configurations.resolve_chain(slug, application_id=caller.application_id)
+    except NotFoundError:
+        chain = []
+    if not chain or not caller.may_call(chain[0].id):
+        raise NotFoundError(f"model {slug!r} not found (it must be a configuration this token may use)")
+
+
+async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
+    await _authorize(body.model, caller, llm)
+    params = body.model_dump(
+        include={"temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"},
+        exclude_none=True,
+    )
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    tool_choice = body.tool_choice
+    if isinstance(tool_choice, NamedToolChoice):
+        name = tool_choice.function.get("name")
+        if not name:
+            raise InvalidInputError(
+                "tool_choice.function.name is required", field="tool_choice.function.name"
+            )
+        tool_choice_text: str | None = name
+    else:
+        tool_choice_text = tool_choice
+    return ChatCall(
+        configuration=body.model,
+        messages=_messages(body.messages),
+        overrides=parse_params(params, field_prefix="body"),
+        tools=tuple(
+            ToolDefinition(
+                name=tool.function.name,
+                description=tool.function.description,
+                parameters=tool.function.parameters,
+            )
+            for tool in body.tools or ()
+        ),
+        tool_choice=tool_choice_text,
+        context=caller.context(user_id=body.user),
+        operation="stream" if body.stream else "chat",
+    )
+
+
+def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
+    """OpenAI messages, with text content parts joined; other part types are refused by name."""
+    flattened: list[dict[str, Any]] = []
+    for index, message in enumerate(raw):
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = []
+            for part_index, part in enumerate(content):
+                if not isinstance(part, dict) or part.get("type") != "text":
+                    field = f"messages[{index}].content[{part_index}]"
+                    raise InvalidInputError(f"{field}: only text content parts are supported", field=field)
+                texts.append(str(part.get("text", "")))
+            message = {**message, "content": "".join(texts)}
+        flattened.append(message)
+    prompt: Prompt = flattened
+    return to_messages(prompt)
+
+
+async def _first_event(stream: ChatStream) -> StreamEvent | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+class _ChunkWriter:
+    """`chat.completion.chunk` lines from byte templates: one `orjson.dumps` of the text per chunk."""
+
+    def __init__(self, log_id: str, model: str) -> None:
+        head = orjson.dumps(
+            {
+                "id": f"chatcmpl-{log_id}",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+            }
+        )[:-1]
+        self._head = b"data: " + head + b',"choices":[{"index":0,"delta":'
+        self._usage_head = b"data: " + head + b',"choices":[],"usage":'
+        self.role = self._head + b'{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+
+    def text(self, text: str) -> bytes:
+        return self._head + b'{"content":' + orjson.dumps(text) + b'},"finish_reason":null}]}\n\n'
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes:
+        function: dict[str, str] = {"arguments": delta.arguments}
+        call: dict[str, Any] = {"index": delta.index, "function": function}
+        if delta.id is not None:
+            call["id"] = delta.id
+            call["type"] = "function"
+        if delta.name is not None:
+            function["name"] = delta.name
+        return self._head + orjson.dumps({"tool_calls": [call]}) + b',"finish_reason":null}]}\n\n'
+
+    def finish(self, reason: str) -> bytes:
+        return self._head + b'{},"finish_reason":' + orjson.dumps(_finish_reason(reason)) + b"}]}\n\n"
+
+    def usage(self, result: ChatResult) -> bytes:
+        return self._usage_head + orjson.dumps(_usage(result.usage, result.cost)) + b"}\n\n"
+
+
+async def _sse(
+    stream: ChatStream,
+    first: StreamEvent | None,
+    chunks: _ChunkWriter,
+    include_usage: bool,
+    metrics: GatewayMetrics,
+) -> AsyncIterator[bytes]:
+    """Relay the stream; a client that goes away closes it, and the call is accounted `cancelled`."""
+    finished = False
+    with metrics.stream_opened("openai"):
+        try:
+            yield chunks.role
+            event = first
+            while event is not None:
+                if isinstance(event, TextDelta):
+                    yield chunks.text(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    yield chunks.tool_call(event)
+                elif isinstance(event, Finish):
+                    finished = True
+                    yield chunks.finish(event.reason)
+                event = await anext(stream, None)
+            result = stream.result
+            if not finished:
+                yield chunks.finish(result.finish_reason if result and result.finish_reason else "stop")
+            if include_usage and result is not None:
+                yield chunks.usage(result)
+            yield b"data: [DONE]\n\n"
+        except LLMManagerError as error:
+            _, type_ = classify(error)
+            payload = {"error": {"message": str(error), "type": type_, "code": error.code, "param": None}}
+            yield b"data: " + orjson.dumps(payload) + b"\n\n"
+        finally:
+            await stream.aclose()
+
+
+def _completion(result: ChatResult, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text or None}
+    if result.tool_calls:
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in result.tool_calls
+        ]
+    elif message["content"] is None:
+        message["content"] = ""
+    return {
+        "id": f"chatcmpl-{result.log_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _finish_reason(result.finish_reason or "stop"),
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(result.usage, result.cost),
+    }
+
+
+def _usage(usage: Usage, cost: Decimal | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+    if cost is not None:
+        payload["cost"] = float(cost)
+    return payload
+
+
+def _finish_reason(reason: str) -> str:
+    return reason if reason in _FINISH_REASONS else "stop"
+
+
+def _result_headers(result: ChatResult) -> dict[str, str]:
+    headers = {"x-llm-manager-log-id": result.log_id}
+    if result.cost is not None:
+        headers["x-llm-manager-cost"] = _money(result.cost)
+    return headers
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
