@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -36,6 +37,7 @@ from llm_manager.services.models import ModelDiscovery
 from llm_manager.services.pricing import Pricing
 from llm_manager.services.ratelimits import MemoryRateCounter, RateCounter, RateLimitGuard, RedisRateCounter
 from llm_manager.services.secrets import SecretsService, ensure_key_file, load_key_ring
+from llm_manager.services.streams import MemoryStreamBoard, RedisStreamBoard, StreamBoard
 from llm_manager.services.tokens import TokenService
 from llm_manager.services.usage import UsageService
 from llm_manager.settings import Settings, load_settings
@@ -69,6 +71,7 @@ class Services:
     secrets: SecretsService
     tokens: TokenService
     budgets: BudgetService
+    streams: StreamBoard = dataclasses.field(default_factory=MemoryStreamBoard)
     redis: Redis | None = None
     """Shared by every process of a deployment when `LLM_MANAGER_REDIS_URL` is set."""
 
@@ -105,17 +108,22 @@ class LLMManager:
         rates: RateCounter = (
             RedisRateCounter(redis, settings.redis_prefix) if redis is not None else MemoryRateCounter()
         )
+        streams: StreamBoard = (
+            RedisStreamBoard(redis, settings.redis_prefix) if redis is not None else MemoryStreamBoard()
+        )
         try:
             await upgrade_to_head(database)
             services = _wire_services(
                 settings, database, http, writer, key_ring, (RateLimitGuard(rates), *guards), observers
             )
-            services = replace(services, redis=redis)
+            services = replace(services, redis=redis, streams=streams)
             await services.secrets.record_keys()
+            await streams.start()
             writer.start()
             yield cls(settings, services)
         finally:
             await writer.close()
+            await streams.aclose()
             await rates.aclose()
             if redis is not None:
                 await redis.aclose()

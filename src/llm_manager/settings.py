@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     redis_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "llm-manager:"
     """Prefix of every Redis key and channel, so several deployments can share one Redis."""
 
+    shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
+    """On SIGTERM, how long open streams may run on before they are ended with an `error` event."""
+    sse_heartbeat: Annotated[float, Field(gt=0, le=300)] = 15.0
+    """Seconds of silence after which a native SSE stream sends a comment, keeping proxies open."""
+
     connect_timeout: PositiveSeconds = 10.0
     first_byte_timeout: PositiveSeconds = 120.0
     """How long a call may wait for its first event (reasoning models think before they speak)."""

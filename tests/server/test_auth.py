@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-
 from sqlalchemy import update
 
 from llm_manager.db.base import utcnow

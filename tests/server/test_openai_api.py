@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 from decimal import Decimal
 
 import httpx
@@ -54,7 +55,8 @@ def test_chat_sync_non_streaming(live: Gateway) -> None:
         completion = raw.parse()
     assert completion.choices[0].message.content
     assert completion.choices[0].finish_reason == "length"
-    assert completion.usage is not None and completion.usage.completion_tokens == 5
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 5
     assert raw.headers["x-llm-manager-log-id"] == completion.id.removeprefix("chatcmpl-")
     assert Decimal(raw.headers["x-llm-manager-cost"]) == 0
 
@@ -74,14 +76,16 @@ async def test_chat_async_streaming_with_usage(live: Gateway, upstream: FakeUpst
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text == transcript.TEXT_STREAM_TEXT
     usage = chunks[-1].usage
-    assert usage is not None and chunks[-1].choices == []
+    assert usage is not None
+    assert chunks[-1].choices == []
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         transcript.TEXT_STREAM_USAGE.prompt_tokens,
         transcript.TEXT_STREAM_USAGE.completion_tokens,
     )
     assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "stop"
     forwarded = upstream.requests[-1].json()
-    assert forwarded["model"] == "gpt-4o-mini" and forwarded["stream"] is True
+    assert forwarded["model"] == "gpt-4o-mini"
+    assert forwarded["stream"] is True
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(live: Gateway) -> None:
@@ -152,7 +156,8 @@ def test_embeddings_float_and_base64(live: Gateway) -> None:
             json={"model": "demo", "input": "one", "encoding_format": "base64"},
             headers=live.headers(live.token("app")),
         )
-    assert len(floats.data) == 2 and len(floats.data[0].embedding) == 16
+    assert len(floats.data) == 2
+    assert len(floats.data[0].embedding) == 16
     assert packed.data[0].embedding == pytest.approx(floats.data[0].embedding, rel=1e-6)
     encoded = raw.json()["data"][0]["embedding"]
     assert isinstance(encoded, str)
@@ -198,21 +203,42 @@ def test_redirecting_fields_are_refused_not_forwarded(live: Gateway, upstream: F
 
 def test_invalid_parameters_name_the_field(live: Gateway) -> None:
     _configure(live)
-    with _client(live, live.token()) as client:
-        with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(
-                model="demo", messages=[{"role": "user", "content": "hi"}], temperature=3
-            )
+    with _client(live, live.token()) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "hi"}], temperature=3
+        )
     assert refused.value.body["param"] == "body.temperature"  # type: ignore[index]
 
 
 def test_upstream_error_before_first_byte_keeps_its_status(live: Gateway, upstream: FakeUpstream) -> None:
     upstream.add("POST", transcript.CHAT_PATH, transcript.error_reply("authentication"))
     _configure(live, upstream)
-    with _client(live, live.token()) as client:
-        with pytest.raises(openai.APIStatusError) as failed:
-            client.chat.completions.create(
-                model="gpt", messages=[{"role": "user", "content": "hi"}], stream=True
-            )
+    with _client(live, live.token()) as client, pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert failed.value.status_code == 502
     assert "sk-upstream-secret-key-1234" not in failed.value.response.text
+
+
+def test_client_hanging_up_closes_upstream_and_bills_the_partial(
+    live: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.add("POST", transcript.CHAT_PATH, transcript.text_stream(chunk_delay=0.3))
+    _configure(live, upstream)
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "UK?"}], "stream": True}
+    with httpx.stream(
+        "POST", f"{live.base_url}/v1/chat/completions", json=body, headers=live.headers(live.token())
+    ) as response:
+        log_id = response.headers["x-llm-manager-log-id"]
+        for line in response.iter_lines():
+            if '"content":"The"' in line:
+                break
+    assert upstream.aborted.wait(10), "the upstream request was not closed"
+    row = None
+    for _ in range(200):
+        row = live.run(lambda llm: llm.usage.get(log_id))
+        if row is not None:
+            break
+        time.sleep(0.05)
+    assert row is not None
+    assert row.status == "cancelled"
+    assert row.response_chars == len("The")

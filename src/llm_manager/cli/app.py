@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from llm_manager.cli import apps, config, keys, metrics
+from llm_manager.cli import apps, budgets, config, keys, metrics, tokens
 from llm_manager.cli._runtime import consoles, fail, money, parse_pairs, print_json, run
 from llm_manager.cli.rendering import result_summary, usage_table
 from llm_manager.errors import LLMManagerError
@@ -32,6 +32,8 @@ app.add_typer(config.app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(apps.app, name="apps")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(budgets.app, name="budgets")
 
 
 class CallStatusChoice(StrEnum):
@@ -180,6 +182,17 @@ def _result_json(result: ChatResult) -> dict[str, object]:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes. Budgets and revocations hold across them; rate limits need LLM_MANAGER_REDIS_URL.",
+        ),
+    ] = 1,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(min=0, help="Seconds to let calls in flight finish on shutdown before closing them."),
+    ] = 30,
 ) -> None:
     """Run the HTTP server (migrates the database first)."""
     uvicorn.run(
@@ -187,6 +200,8 @@ def serve(
         factory=True,
         host=host,
         port=port,
+        workers=workers,
+        timeout_graceful_shutdown=graceful_timeout,
         loop="uvloop",
         http="httptools",
         log_level="info",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llm_manager.cli._runtime import consoles, print_json, run
+from llm_manager.cli._runtime import consoles, fail, print_json, run
 from llm_manager.services.applications import UNSET, ApplicationView
 
 app = typer.Typer(help="Applications that call LLMs through LLM Manager.", no_args_is_help=True)
@@ -23,7 +23,7 @@ TpmOption = Annotated[
 
 @app.command("create")
 def create(
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     description: Annotated[str, typer.Option(help="What the application is.")] = "",
     rpm: RpmOption = None,
     tpm: TpmOption = None,
@@ -57,7 +57,7 @@ def list_applications(as_json: Annotated[bool, typer.Option("--json")] = False) 
 
 @app.command("update")
 def update(
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     description: Annotated[str | None, typer.Option(help="New description.")] = None,
     rpm: RpmOption = None,
     no_rpm: Annotated[bool, typer.Option("--no-rpm", help="Lift the requests-per-minute limit.")] = False,
@@ -74,8 +74,9 @@ def update(
     if tpm is not None and no_tpm:
         raise typer.BadParameter("use either --tpm or --no-tpm", param_hint="--tpm")
     if description is None and active is None and rpm is None and tpm is None and not (no_rpm or no_tpm):
-        raise typer.BadParameter(
-            "give at least one of --description, --rpm, --no-rpm, --tpm, --no-tpm, --active, --inactive"
+        fail(
+            "nothing to change: give --description, --rpm, --no-rpm, --tpm, --no-tpm, --active or --inactive",
+            2,
         )
     # None lifts a limit, UNSET leaves it as it is.
     rpm_limit = None if no_rpm else (UNSET if rpm is None else rpm)

@@ -41,7 +41,9 @@ def create(
     name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
     configuration: Annotated[
         list[str] | None,
-        typer.Option("--config", help="Only this configuration (repeat); default: every one the app may use."),
+        typer.Option(
+            "--config", help="Only this configuration (repeat); default: every one the app may use."
+        ),
     ] = None,
     scope: Annotated[
         list[Scope] | None,
@@ -52,7 +54,9 @@ def create(
     ] = None,
     expires: Annotated[
         str | None,
-        typer.Option(help="Lifetime (90min, 12h, 30d, 2w) or a UTC time (2027-01-01T00:00Z); default: never."),
+        typer.Option(
+            help="Lifetime (90min, 12h, 30d, 2w) or a UTC time (2027-01-01T00:00Z); default: never."
+        ),
     ] = None,
     rpm: Annotated[int | None, typer.Option("--rpm", min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option("--tpm", min=1, help="Tokens per minute.")] = None,
@@ -101,7 +105,16 @@ def list_tokens(
         consoles()[1].print("No tokens. Issue one with [bold]llm-manager tokens create --app NAME[/].")
         return
     table = Table(header_style="bold")
-    for column in ("prefix", "application", "name", "scopes", "configurations", "status", "expires", "last used"):
+    for column in (
+        "prefix",
+        "application",
+        "name",
+        "scopes",
+        "configurations",
+        "status",
+        "expires",
+        "last used",
+    ):
         table.add_column(column, no_wrap=column == "prefix")
     for view in views:
         table.add_row(

@@ -9,13 +9,15 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from llm_manager.manager import LLMManager
-from llm_manager.server import api, docs, errors, health, observability, openai_api
+from llm_manager.server import api, docs, errors, health, observability, openai_api, streams
+from llm_manager.server.lifecycle import DrainMiddleware, Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings or load_settings()
+    lifecycle = Lifecycle(resolved.shutdown_grace)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -26,7 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics = metrics
         async with LLMManager.open(resolved, observers=(metrics.observe,)) as llm:
             app.state.llm = llm
-            yield
+            with lifecycle.on_signals():
+                yield
 
     app = FastAPI(
         title="LLM Manager",
@@ -36,10 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by `docs.router` from vendored assets: the product runs offline
         redoc_url=None,
     )
+    app.state.lifecycle = lifecycle
+    app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(openai_api.router)
+    app.include_router(streams.router)
     app.include_router(api.router)
     app.include_router(docs.router)
     docs.mount_static(app)

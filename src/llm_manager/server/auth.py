@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llm_manager.errors import PermissionDeniedError, UnauthenticatedError
+from llm_manager.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from llm_manager.manager import LLMManager
 from llm_manager.server.deps import Manager
 from llm_manager.services.tokens import Group, Principal
@@ -46,3 +46,16 @@ def _requiring(group: Group) -> Callable[[Request, LLMManager], Awaitable[Princi
 
 InferenceCaller = Annotated[Principal, Depends(_requiring("inference"))]
 ManagementCaller = Annotated[Principal, Depends(_requiring("management"))]
+
+
+async def authorize_configuration(llm: LLMManager, caller: Principal, slug: str) -> None:
+    """The configuration must be visible to the caller's application and within the token's scope.
+
+    Anything else is "not found", so a token cannot learn which other configurations exist.
+    """
+    try:
+        chain = await llm.services.configurations.resolve_chain(slug, application_id=caller.application_id)
+    except NotFoundError:
+        chain = []
+    if not chain or not caller.may_call(chain[0].id):
+        raise NotFoundError(f"model {slug!r} not found (it must be a configuration this token may use)")

@@ -20,12 +20,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_manager.errors import InvalidInputError, LLMManagerError, NotFoundError
+from llm_manager.errors import InvalidInputError, LLMManagerError
 from llm_manager.manager import Prompt, to_messages
 from llm_manager.providers._wire import encode_base64_floats
-from llm_manager.server.auth import InferenceCaller
+from llm_manager.server.auth import InferenceCaller, authorize_configuration
 from llm_manager.server.deps import Manager
 from llm_manager.server.errors import classify
+from llm_manager.server.lifecycle import Lifecycle, ShuttingDownError
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
 from llm_manager.services.chat import ChatStream
@@ -124,7 +125,7 @@ async def chat_completions(
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = _ChunkWriter(stream.log_id, body.model)
     return StreamingResponse(
-        _sse(stream, first, chunks, include_usage, request.app.state.metrics),
+        _sse(stream, first, chunks, include_usage, request.app.state.metrics, request.app.state.lifecycle),
         media_type="text/event-stream",
         headers={**_SSE_HEADERS, "x-llm-manager-log-id": stream.log_id},
     )
@@ -132,7 +133,7 @@ async def chat_completions(
 
 @router.post("/embeddings", summary="Embeddings through a configuration (float or base64)")
 async def embeddings(body: EmbeddingRequest, caller: InferenceCaller, llm: Manager) -> Response:
-    await _authorize(body.model, caller, llm)
+    await authorize_configuration(llm, caller, body.model)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if any(not text for text in texts):
         raise InvalidInputError("input: every string must be non-empty", field="input")
@@ -171,18 +172,8 @@ async def models(caller: InferenceCaller, llm: Manager) -> dict[str, Any]:
     }
 
 
-async def _authorize(slug: str, caller: Principal, llm: Manager) -> None:
-    """The configuration must be visible to the caller's application and within the token's scope."""
-    try:
-        chain = await llm.services.configurations.resolve_chain(slug, application_id=caller.application_id)
-    except NotFoundError:
-        chain = []
-    if not chain or not caller.may_call(chain[0].id):
-        raise NotFoundError(f"model {slug!r} not found (it must be a configuration this token may use)")
-
-
 async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
-    await _authorize(body.model, caller, llm)
+    await authorize_configuration(llm, caller, body.model)
     params = body.model_dump(
         include={"temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"},
         exclude_none=True,
@@ -288,6 +279,7 @@ async def _sse(
     chunks: _ChunkWriter,
     include_usage: bool,
     metrics: GatewayMetrics,
+    lifecycle: Lifecycle,
 ) -> AsyncIterator[bytes]:
     """Relay the stream; a client that goes away closes it, and the call is accounted `cancelled`."""
     finished = False
@@ -303,6 +295,8 @@ async def _sse(
                 elif isinstance(event, Finish):
                     finished = True
                     yield chunks.finish(event.reason)
+                if lifecycle.stopping.is_set():
+                    raise ShuttingDownError("the server is shutting down; the partial reply was saved")
                 event = await anext(stream, None)
             result = stream.result
             if not finished:

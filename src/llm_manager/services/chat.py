@@ -19,6 +19,8 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Self, TypeVar
 
+import anyio
+
 from llm_manager.errors import LLMManagerError, ProviderError, UpstreamTimeoutError
 from llm_manager.providers._wire import estimate_tokens
 from llm_manager.providers.base import Provider
@@ -194,7 +196,10 @@ class ChatService:
                 outcome.builder.add(event)
                 yield event
         finally:
-            await events.aclose()
+            # Shielded: under a cancelled anyio scope (a server whose client hung up) every await
+            # is cancelled again, and httpx would leave the upstream connection open.
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
 
     async def _open_stream(
         self, outcome: CallOutcome

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import utcnow
@@ -197,13 +197,18 @@ class TokenService:
         """The caller a presented token stands for; every failure is the same 401 to the caller."""
         if not secret or len(secret) > 100 or not _TOKEN.match(secret):
             raise UnauthenticatedError("missing or malformed API token")
+        principal = await self._principal(ApiToken.token_hash == _hash(secret))
+        await self._touch(principal.token_id)
+        return principal
+
+    async def principal(self, token_id: int) -> Principal:
+        """The caller behind a token id, checked exactly like a presented token (revoked, expired)."""
+        return await self._principal(ApiToken.id == token_id)
+
+    async def _principal(self, condition: ColumnElement[bool]) -> Principal:
         async with self._database.session() as session:
             row = (
-                await session.execute(
-                    select(ApiToken, Application)
-                    .join(Application)
-                    .where(ApiToken.token_hash == _hash(secret))
-                )
+                await session.execute(select(ApiToken, Application).join(Application).where(condition))
             ).first()
         if row is None:
             raise UnauthenticatedError("invalid API token")
@@ -214,7 +219,6 @@ class TokenService:
             raise UnauthenticatedError("this API token has expired")
         if not app.is_active:
             raise UnauthenticatedError("this API token's application is inactive")
-        await self._touch(token.id)
         return Principal(
             token_id=token.id,
             prefix=token.prefix,

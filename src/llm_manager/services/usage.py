@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import Select, or_, select
 
 from llm_manager.db.session import Database
-from llm_manager.db.tables import UsageLog
+from llm_manager.db.tables import Application, UsageLog
 from llm_manager.errors import InvalidInputError
 from llm_manager.services.accounting import UsageWriter
 
@@ -20,6 +20,8 @@ class UsageFilter:
     since: datetime | None = None
     until: datetime | None = None
     application_id: int | None = None
+    application: str | None = None
+    """An application name; combined with `application_id` both must match."""
     configuration: str | None = None
     provider: str | None = None
     model: str | None = None
@@ -91,11 +93,14 @@ class UsageService:
         next_cursor = _encode_cursor(rows[-1]) if more and rows else None
         return UsagePage(rows=[_row(row) for row in rows], next_cursor=next_cursor)
 
-    async def get(self, log_id: str) -> UsageRow | None:
+    async def get(self, log_id: str, *, application_id: int | None = None) -> UsageRow | None:
+        """One row; with `application_id`, another application's row is None, like a missing one."""
         await self._writer.flush()
         async with self._database.session() as session:
             row = await session.get(UsageLog, log_id)
-        return _row(row) if row else None
+        if row is None or (application_id is not None and row.application_id != application_id):
+            return None
+        return _row(row)
 
 
 def _filtered(query: Select[UsageLog], filters: UsageFilter) -> Select[UsageLog]:
@@ -105,6 +110,10 @@ def _filtered(query: Select[UsageLog], filters: UsageFilter) -> Select[UsageLog]
         query = query.where(UsageLog.created_at < filters.until)
     if filters.application_id is not None:
         query = query.where(UsageLog.application_id == filters.application_id)
+    if filters.application:
+        query = query.where(
+            UsageLog.application_id.in_(select(Application.id).where(Application.name == filters.application))
+        )
     if filters.configuration:
         # Asked-for or answered: a call that fell back shows under both.
         query = query.where(
