@@ -104,3 +104,18 @@ def cli() -> Cli:
         return invoke(args, input=input, exit_code=exit_code)
 
     return run
+
+
+@pytest.fixture
+def database(cli: Cli, data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data directory's SQLite database, or a PostgreSQL one initialised the same way."""
+    if database_url.startswith("postgresql"):
+        monkeypatch.setenv("LLM_MANAGER_DATABASE_URL", database_url)
+        cli("init")
+        cli("config", "add", FAST, "--provider", "demo", "--model", "demo-chat", "--option", "delay_ms=0")
+
+
+@pytest.fixture
+def portal(database: None, cli: Cli) -> None:
+    """`database`, plus an application named `portal`."""
+    cli("apps", "create", "portal")

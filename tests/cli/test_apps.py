@@ -64,14 +64,6 @@ def test_config_add_refuses_an_unknown_application(cli: Cli, data_dir: Path) -> 
     cli("config", "show", "support", exit_code=1)
 
 
-@pytest.fixture
-def database(cli: Cli, data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The data directory's SQLite database, or a PostgreSQL one initialised the same way."""
-    if database_url.startswith("postgresql"):
-        monkeypatch.setenv("LLM_MANAGER_DATABASE_URL", database_url)
-        cli("init")
-
-
 def _applications(cli: Cli) -> dict[str, dict[str, Any]]:
     return {app["name"]: app for app in json_output(cli("apps", "list", "--json"))}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +14,6 @@ from llm_manager.settings import load_settings
 from tests.cli.conftest import FAST, Cli, json_output
 
 UNPRICED = "mystery"
-
-
-@pytest.fixture
-def database(cli: Cli, data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The data directory's SQLite database, or a PostgreSQL one initialised the same way."""
-    if database_url.startswith("postgresql"):
-        monkeypatch.setenv("LLM_MANAGER_DATABASE_URL", database_url)
-        cli("init")
-        cli("config", "add", FAST, "--provider", "demo", "--model", "demo-chat", "--option", "delay_ms=0")
-    cli("apps", "create", "portal")
 
 
 def _application_id(cli: Cli, name: str) -> int:
@@ -48,7 +37,7 @@ def _budgets(cli: Cli, *options: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_set_then_list_shows_limits_spend_and_reset(cli: Cli) -> None:
     result = cli("budgets", "set", "--app", "portal", "--period", "day", "--usd", "5", "--tokens", "1000")
 
@@ -70,7 +59,7 @@ def test_set_then_list_shows_limits_spend_and_reset(cli: Cli) -> None:
         assert expected in table
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_set_again_replaces_the_limits_of_the_same_scope_and_period(cli: Cli) -> None:
     cli("budgets", "set", "--app", "portal", "--period", "month", "--usd", "5")
     cli("budgets", "set", "--app", "portal", "--period", "month", "--tokens", "2000", "--soft")
@@ -87,7 +76,7 @@ def test_set_again_replaces_the_limits_of_the_same_scope_and_period(cli: Cli) ->
     assert "soft" in cli("budgets", "list").stdout
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_a_budget_on_a_token(cli: Cli) -> None:
     token = json_output(cli("tokens", "create", "--app", "portal", "--json"))
 
@@ -102,7 +91,7 @@ def test_a_budget_on_a_token(cli: Cli) -> None:
     assert json_output(cli("budgets", "explain", "--app", "portal", "--json"))["checks"] == []
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_explain_a_fresh_budget(cli: Cli) -> None:
     cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "100000")
 
@@ -124,7 +113,7 @@ def test_explain_a_fresh_budget(cli: Cli) -> None:
     assert "100,000" in text
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_explain_in_words_for_a_token_and_a_soft_budget_it_may_go_over(cli: Cli) -> None:
     prefix = json_output(cli("tokens", "create", "--app", "portal", "--json"))["prefix"]
     cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "10", "--soft")
@@ -141,7 +130,7 @@ def test_explain_in_words_for_a_token_and_a_soft_budget_it_may_go_over(cli: Cli)
     assert "allowed" in without_configuration
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_explain_without_budgets_says_nothing_applies(cli: Cli) -> None:
     text = cli("budgets", "explain", "--app", "portal").stdout
 
@@ -149,7 +138,7 @@ def test_explain_without_budgets_says_nothing_applies(cli: Cli) -> None:
     assert json_output(cli("budgets", "explain", "--app", "portal", "--json"))["allowed"] is True
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_a_usd_budget_on_an_unpriced_configuration_is_explained(cli: Cli) -> None:
     cli(
         "config",
@@ -177,7 +166,7 @@ def test_a_usd_budget_on_an_unpriced_configuration_is_explained(cli: Cli) -> Non
     assert "unpriced" in text
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_spend_from_real_calls_shows_in_list_events_and_explain(cli: Cli) -> None:
     cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "55")
     cli("budgets", "set", "--app", "portal", "--period", "total", "--tokens", "1000000", "--soft")
@@ -206,7 +195,7 @@ def test_spend_from_real_calls_shows_in_list_events_and_explain(cli: Cli) -> Non
     assert f"budget {day['id']}" in text
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_list_and_events_filter_by_application(cli: Cli) -> None:
     cli("apps", "create", "batch")
     cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "10")
@@ -219,7 +208,7 @@ def test_list_and_events_filter_by_application(cli: Cli) -> None:
     assert "ghost" in cli("budgets", "list", "--app", "ghost", exit_code=1).stderr
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_delete(cli: Cli) -> None:
     cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "10")
     [budget] = _budgets(cli)
@@ -231,7 +220,7 @@ def test_delete(cli: Cli) -> None:
     assert "not found" in cli("budgets", "delete", str(budget["id"]), exit_code=1).stderr
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_refusals_name_the_option(cli: Cli) -> None:
     def refused(*options: str, exit_code: int) -> str:
         return cli("budgets", "set", "--app", "portal", *options, exit_code=exit_code).stderr

@@ -7,11 +7,25 @@ import pytest
 from tests.cli.conftest import Cli
 
 GROUPS = {
-    (): ("init", "chat", "models", "usage", "serve", "config", "keys", "metrics", "apps"),
+    (): (
+        "init",
+        "chat",
+        "models",
+        "usage",
+        "serve",
+        "config",
+        "keys",
+        "metrics",
+        "apps",
+        "tokens",
+        "budgets",
+    ),
     ("config",): ("add", "list", "show", "test", "remove"),
     ("keys",): ("status", "rotate", "generate"),
     ("metrics",): ("list", "record"),
-    ("apps",): ("create", "list"),
+    ("apps",): ("create", "list", "update"),
+    ("tokens",): ("create", "list", "revoke"),
+    ("budgets",): ("set", "list", "delete", "explain", "events"),
 }
 COMMANDS = [
     (*group, command)

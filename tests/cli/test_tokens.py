@@ -16,17 +16,7 @@ SECRET = re.compile(r"^llmm_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def database(cli: Cli, data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The data directory's SQLite database, or a PostgreSQL one initialised the same way."""
-    if database_url.startswith("postgresql"):
-        monkeypatch.setenv("LLM_MANAGER_DATABASE_URL", database_url)
-        cli("init")
-        cli("config", "add", FAST, "--provider", "demo", "--model", "demo-chat", "--option", "delay_ms=0")
-    cli("apps", "create", "portal")
-
-
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_create_prints_the_secret_alone_once_and_lists_never_show_it(cli: Cli) -> None:
     created = cli("tokens", "create", "--app", "portal", "--name", "web")
 
@@ -51,7 +41,7 @@ def test_create_prints_the_secret_alone_once_and_lists_never_show_it(cli: Cli) -
     assert (listed["prefix"], listed["name"], listed["status"]) == (prefix, "web", "active")
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_create_json_has_the_secret_and_what_was_stored(cli: Cli) -> None:
     created = json_output(
         cli(
@@ -88,7 +78,7 @@ def test_create_json_has_the_secret_and_what_was_stored(cli: Cli) -> None:
     assert FAST in table
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_defaults_are_inference_every_configuration_and_no_expiry(cli: Cli) -> None:
     created = json_output(cli("tokens", "create", "--app", "portal", "--json"))
 
@@ -98,7 +88,7 @@ def test_defaults_are_inference_every_configuration_and_no_expiry(cli: Cli) -> N
     assert "all" in cli("tokens", "list").stdout
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_expiry_is_stored_from_a_lifetime_or_a_time(cli: Cli) -> None:
     before = datetime.now(UTC)
     relative = json_output(cli("tokens", "create", "--app", "portal", "--expires", "12h", "--json"))
@@ -148,7 +138,7 @@ def test_parse_expiry_refuses_now_and_the_past() -> None:
         parse_expiry("0d", now=NOW)
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_revoke_changes_the_status_and_hides_the_token_from_the_default_list(cli: Cli) -> None:
     kept = json_output(cli("tokens", "create", "--app", "portal", "--name", "kept", "--json"))
     revoked = json_output(cli("tokens", "create", "--app", "portal", "--name", "gone", "--json"))
@@ -166,7 +156,7 @@ def test_revoke_changes_the_status_and_hides_the_token_from_the_default_list(cli
     assert "not found" in cli("tokens", "revoke", "llmm_00000000", exit_code=1).stderr
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_list_filters_by_application(cli: Cli) -> None:
     cli("apps", "create", "batch")
     portal = json_output(cli("tokens", "create", "--app", "portal", "--json"))
@@ -180,7 +170,7 @@ def test_list_filters_by_application(cli: Cli) -> None:
     assert "No tokens" in cli("tokens", "list", "--app", "portal").stderr
 
 
-@pytest.mark.usefixtures("database")
+@pytest.mark.usefixtures("portal")
 def test_refusals_name_what_was_wrong(cli: Cli) -> None:
     assert "ghost" in cli("tokens", "create", "--app", "ghost", exit_code=1).stderr
     assert "nope" in cli("tokens", "create", "--app", "portal", "--config", "nope", exit_code=1).stderr
