@@ -127,7 +127,7 @@ class _Connection(asyncio.Protocol):
         reply.error = error
         done.set_result(None)
 
-    async def send(self, request: bytes, timeout: float) -> Reply:
+    async def send(self, request: bytes, limit_s: float) -> Reply:
         assert self.transport is not None
         self.parser = httptools.HttpResponseParser(self)
         self.parts = []
@@ -135,11 +135,11 @@ class _Connection(asyncio.Protocol):
         self.reply = reply = Reply(started_ns=time.perf_counter_ns())
         self.transport.write(request)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit_s):
                 await self.done
         except TimeoutError:
             reply.ended_ns = time.perf_counter_ns()
-            reply.error = f"no complete reply within {timeout:g}s"
+            reply.error = f"no complete reply within {limit_s:g}s"
             self.transport.close()
             self.closed = True
         return reply
@@ -148,9 +148,10 @@ class _Connection(asyncio.Protocol):
 class Client:
     """One keep-alive connection to a target, reopened when the server closes it."""
 
-    def __init__(self, target: Target, timeout: float = 30.0) -> None:
+    def __init__(self, target: Target, limit_s: float = 30.0) -> None:
         self.target = target
-        self.timeout = timeout
+        self.limit_s = limit_s
+        """Seconds a whole reply may take before it counts as an error."""
         self._connection: _Connection | None = None
         self.connects = 0
 
@@ -166,7 +167,7 @@ class Client:
                 return Reply(started_ns=now, ended_ns=now, error=f"connect failed: {error}")
             self._connection = connection
             self.connects += 1
-        return await connection.send(self.target.request, self.timeout)
+        return await connection.send(self.target.request, self.limit_s)
 
     def close(self) -> None:
         if self._connection is not None and self._connection.transport is not None:
@@ -186,11 +187,11 @@ class LoadResult:
 
 
 async def closed_loop(
-    target: Target, concurrency: int, duration: float, *, timeout: float = 30.0
+    target: Target, concurrency: int, duration: float, *, limit_s: float = 30.0
 ) -> LoadResult:
     """`concurrency` clients, each sending its next request as soon as the last one ended, for
     `duration` seconds; requests in flight at the deadline are waited for and counted."""
-    clients = [Client(target, timeout) for _ in range(concurrency)]
+    clients = [Client(target, limit_s) for _ in range(concurrency)]
     replies: list[Reply] = []
     started = time.perf_counter_ns()
     deadline = started + int(duration * 1e9)

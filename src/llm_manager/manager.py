@@ -37,6 +37,7 @@ from llm_manager.services.models import ModelDiscovery
 from llm_manager.services.pricing import Pricing
 from llm_manager.services.ratelimits import MemoryRateCounter, RateCounter, RateLimitGuard, RedisRateCounter
 from llm_manager.services.secrets import SecretsService, ensure_key_file, load_key_ring
+from llm_manager.services.stats import StatsService
 from llm_manager.services.streams import MemoryStreamBoard, RedisStreamBoard, StreamBoard
 from llm_manager.services.tokens import TokenService
 from llm_manager.services.usage import UsageService
@@ -71,6 +72,7 @@ class Services:
     secrets: SecretsService
     tokens: TokenService
     budgets: BudgetService
+    stats: StatsService
     streams: StreamBoard = dataclasses.field(default_factory=MemoryStreamBoard)
     redis: Redis | None = None
     """Shared by every process of a deployment when `LLM_MANAGER_REDIS_URL` is set."""
@@ -199,10 +201,10 @@ class LLMManager:
     async def models(self, configuration: str, *, refresh: bool = False) -> list[ModelInfo]:
         return await self.services.models.models(configuration, refresh=refresh)
 
-    async def test(self, configuration: str) -> ChatResult:
+    async def test(self, configuration: str, *, context: CallContext | None = None) -> ChatResult:
         """A tiny real call through the whole pipeline, recorded like any other (operation `test`)."""
         call = _chat_call(
-            configuration, _CONNECTION_TEST_PROMPT, None, (), None, None, {"max_tokens": 5}, "test"
+            configuration, _CONNECTION_TEST_PROMPT, None, (), None, context, {"max_tokens": 5}, "test"
         )
         return await self.services.chat.chat(replace(call, follow_fallbacks=False))
 
@@ -301,6 +303,7 @@ def _wire_services(
         secrets=SecretsService(database, key_ring),
         tokens=TokenService(database),
         budgets=budgets,
+        stats=StatsService(database),
     )
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
 import httpx
 
 SCRIPT = Path(sys.executable).parent / "llm-manager"
@@ -96,9 +97,7 @@ def start_server(values: Mapping[str, object], log_dir: Path, *, name: str = "se
 
 
 @contextlib.contextmanager
-def running_servers(
-    count: int, values: Mapping[str, object], log_dir: Path
-) -> Iterator[list[ServerProcess]]:
+def running_servers(count: int, values: Mapping[str, object], log_dir: Path) -> Iterator[list[ServerProcess]]:
     """`count` ready servers with the same settings; all of them stopped on the way out."""
     servers: list[ServerProcess] = []
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,7 @@ async def llm(shared_settings: dict[str, object], servers: list[ServerProcess]) 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=PARALLEL_REQUESTS + 10, max_keepalive_connections=PARALLEL_REQUESTS)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         yield http
 
 
@@ -86,11 +86,53 @@ def _headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def _chat(
-    client: httpx.AsyncClient, server: ServerProcess, secret: str, model: str, **body: Any
-) -> httpx.Response:
-    payload = {"model": model, "messages": [{"role": "user", "content": PROMPT}], **body}
-    return await client.post(f"{server.base_url}/v1/chat/completions", json=payload, headers=_headers(secret))
+@dataclass(frozen=True, kw_only=True)
+class Reply:
+    server: int
+    """Index of the process that answered."""
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+async def _burst(servers: Sequence[ServerProcess], count: int, secret: str, model: str) -> list[Reply]:
+    """`count` chat calls at once, alternating between the servers.
+
+    Every connection is opened first and then all requests are written in one go: built one by
+    one by an HTTP client, the burst would take the client long enough for whichever process
+    got the CPU first to win every race, on a small machine.
+    """
+    body = orjson.dumps(
+        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
+    )
+    targets = [index % len(servers) for index in range(count)]
+    connections = await asyncio.gather(
+        *(asyncio.open_connection("127.0.0.1", servers[target].port) for target in targets)
+    )
+    try:
+        for target, (_, writer) in zip(targets, connections, strict=True):
+            head = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{servers[target].port}\r\n"
+                f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+        raw = await asyncio.gather(*(reader.read() for reader, _ in connections))
+    finally:
+        for _, writer in connections:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in connections), return_exceptions=True)
+    return [_reply(target, data) for target, data in zip(targets, raw, strict=True)]
+
+
+def _reply(server: int, data: bytes) -> Reply:
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Reply(server=server, status=int(status_line.split()[1]), headers=headers, body=orjson.loads(body))
 
 
 async def _warm_up(
@@ -101,7 +143,10 @@ async def _warm_up(
     secret = await _issue(llm, "warm-up")
     await llm.budgets.set(BudgetSpec(application="warm-up", period="day", limit_usd=Decimal(1)))
     for server in servers:
-        response = await _chat(client, server, secret, model, max_tokens=1)
+        payload = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 1}
+        response = await client.post(
+            f"{server.base_url}/v1/chat/completions", json=payload, headers=_headers(secret)
+        )
         assert response.status_code == 200, response.text
 
 
@@ -115,9 +160,9 @@ async def _usage_rows(llm: LLMManager, application: str, expected: int) -> list[
         await asyncio.sleep(0.05)
 
 
-def _refusal(response: httpx.Response) -> tuple[int, str, int]:
+def _refusal(reply: Reply) -> tuple[int, str, int]:
     """(status, error code, Retry-After seconds) of a refused request."""
-    return response.status_code, response.json()["error"]["code"], int(response.headers["retry-after"])
+    return reply.status, reply.body["error"]["code"], int(reply.headers["retry-after"])
 
 
 async def test_a_hard_budget_holds_across_processes(
@@ -142,15 +187,10 @@ async def test_a_hard_budget_holds_across_processes(
     budget = await llm.budgets.set(BudgetSpec(application="budgeted", period="day", limit_usd=limit))
     await _warm_up(llm, client, servers, "priced")
 
-    responses = await asyncio.gather(
-        *(
-            _chat(client, servers[index % 2], secret, "priced", max_tokens=MAX_TOKENS)
-            for index in range(PARALLEL_REQUESTS)
-        )
-    )
+    replies = await _burst(servers, PARALLEL_REQUESTS, secret, "priced")
 
-    served = [index % 2 for index, response in enumerate(responses) if response.status_code == 200]
-    refused = [response for response in responses if response.status_code != 200]
+    served = [reply.server for reply in replies if reply.status == 200]
+    refused = [reply for reply in replies if reply.status != 200]
     rows = await _usage_rows(llm, "budgeted", len(served))
     window = await llm.budgets.get(budget.id)
     spent = sum((row.cost or Decimal(0) for row in rows), Decimal(0))
@@ -179,16 +219,11 @@ async def test_a_rate_limit_is_shared_by_both_processes(
     await _warm_up(llm, client, servers, "fast")
     await llm.applications.update("limited", rpm_limit=RPM_LIMIT)  # applies to the next request
 
-    responses = await asyncio.gather(
-        *(
-            _chat(client, servers[index % 2], secret, "fast", max_tokens=MAX_TOKENS)
-            for index in range(RATE_LIMITED_REQUESTS)
-        )
-    )
-    after = [await _chat(client, server, secret, "fast", max_tokens=MAX_TOKENS) for server in servers]
+    replies = await _burst(servers, RATE_LIMITED_REQUESTS, secret, "fast")
+    after = await _burst(servers, len(servers), secret, "fast")
 
-    served = [index % 2 for index, response in enumerate(responses) if response.status_code == 200]
-    refused = [response for response in responses if response.status_code != 200]
+    served = [reply.server for reply in replies if reply.status == 200]
+    refused = [reply for reply in replies if reply.status != 200]
     # Counted apart, each process would have admitted RPM_LIMIT: twice as many in all.
     print("RATE", served.count(0), served.count(1), [r.headers.get("retry-after") for r in refused][:5])
     assert len(served) == RPM_LIMIT

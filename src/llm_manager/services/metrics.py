@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from llm_manager.db.session import Database
 from llm_manager.db.tables import CustomMetric, UsageLog
@@ -59,8 +59,15 @@ class MetricService:
         return record.id
 
     async def list_recent(
-        self, *, name: str | None = None, usage_log_id: str | None = None, limit: int = 100
+        self,
+        *,
+        name: str | None = None,
+        usage_log_id: str | None = None,
+        application_id: int | None = None,
+        limit: int = 100,
     ) -> list[MetricView]:
+        """Newest first. With `application_id`, that application's metrics: recorded for it, or
+        recorded about one of its calls without naming an application."""
         await self._writer.flush()
         query = (
             select(CustomMetric).order_by(CustomMetric.created_at.desc(), CustomMetric.id.desc()).limit(limit)
@@ -69,6 +76,17 @@ class MetricService:
             query = query.where(CustomMetric.name == name)
         if usage_log_id:
             query = query.where(CustomMetric.usage_log_id == usage_log_id)
+        if application_id is not None:
+            calls_of_application = select(UsageLog.id).where(UsageLog.application_id == application_id)
+            query = query.where(
+                or_(
+                    CustomMetric.application_id == application_id,
+                    and_(
+                        CustomMetric.application_id.is_(None),
+                        CustomMetric.usage_log_id.in_(calls_of_application),
+                    ),
+                )
+            )
         async with self._database.session() as session:
             rows = (await session.scalars(query)).all()
         return [

@@ -94,7 +94,9 @@ async def test_configuration(slug: str, llm: Manager, caller: ManagementCaller) 
     view = await _visible(llm, caller, slug)
     if not caller.may_call(view.id):
         raise PermissionDeniedError(f"this token may not call configuration {slug!r}")
-    return ConfigurationTestResult.model_validate(await llm.test(view.slug))
+    return ConfigurationTestResult.model_validate(
+        await llm.test(view.slug, context=None if caller.is_admin else caller.context())
+    )
 
 
 @router.get("/{slug}/models", summary="List the models a configuration's upstream offers")

@@ -12,12 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from llm_manager.errors import NotFoundError
-from llm_manager.manager import LLMManager
 from llm_manager.server.api.schemas import ListOf, MetricCreate, MetricPublic, MetricRecorded
 from llm_manager.server.auth import ManagementCaller
 from llm_manager.server.deps import Manager
-from llm_manager.services.metrics import MetricView
-from llm_manager.services.tokens import Principal
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
 MAX_LIST = 1000
@@ -57,34 +54,10 @@ async def list_metrics(
     """Newest first; the caller's application's metrics (every application's for an admin token)."""
     if log_id is not None and await llm.usage.get(log_id, application_id=caller.scope()) is None:
         raise NotFoundError(f"usage log {log_id!r} not found")
-    if caller.is_admin or log_id is not None:
-        metrics = await llm.metrics.list_recent(name=name, usage_log_id=log_id, limit=limit)
-    else:
-        metrics = await _own_metrics(llm, caller, name, limit)
+    metrics = await llm.metrics.list_recent(
+        name=name,
+        usage_log_id=log_id,
+        application_id=None if log_id is not None else caller.scope(),
+        limit=limit,
+    )
     return ListOf(data=[MetricPublic.model_validate(metric) for metric in metrics])
-
-
-async def _own_metrics(llm: LLMManager, caller: Principal, name: str | None, limit: int) -> list[MetricView]:
-    """The newest `limit` metrics of the caller's application.
-
-    Stop-gap until `MetricService.list_recent` filters by application in SQL: reads ever larger
-    windows of the newest metrics and keeps the caller's. A metric recorded without an
-    application (through the library, about a call) belongs to its call's application.
-    """
-    call_owner: dict[str, int | None] = {}
-
-    async def owned(metric: MetricView) -> bool:
-        if metric.application_id is not None or metric.usage_log_id is None:
-            return metric.application_id == caller.application_id
-        if metric.usage_log_id not in call_owner:
-            row = await llm.usage.get(metric.usage_log_id)
-            call_owner[metric.usage_log_id] = row.application_id if row else None
-        return call_owner[metric.usage_log_id] == caller.application_id
-
-    window = limit
-    while True:
-        recent = await llm.metrics.list_recent(name=name, limit=window)
-        mine = [metric for metric in recent if await owned(metric)]
-        if len(mine) >= limit or len(recent) < window:
-            return mine[:limit]
-        window *= 4

@@ -21,8 +21,7 @@ router = APIRouter(prefix="/stats", tags=["statistics"])
 
 
 def get_stats(llm: Manager) -> StatsService:
-    # Stateless and cheap: built per request until the manager's Services carries one.
-    return StatsService(llm.services.database)
+    return llm.services.stats
 
 
 Stats = Annotated[StatsService, Depends(get_stats)]

@@ -1,0 +1,290 @@
+"""The gateway benchmark's tables: the goals, met or missed, then the ramps level by level."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DIRECT, OURS, LITELLM = "direct", "llm-manager", "litellm"
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    values: dict[str, float]
+    """By target name; missing or NaN when not measured."""
+    unit: str
+    goal: str = ""
+    met: bool | None = None
+    ours_vs_litellm: str = ""
+    ours_vs_direct: str = ""
+
+
+def summary_rows(report: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    b1, ttft = report["b1"], report["b3_ttft"]
+    for percent, limit in (("p50", 1.0), ("p99", 2.0)):
+        key = f"{percent}_ms"
+        rows.append(
+            Row(
+                f"B1 latency {percent}",
+                {name: figures[key] for name, figures in b1.items()},
+                "ms",
+                ours_vs_litellm=_ratio(b1, OURS, LITELLM, key),
+                ours_vs_direct=_ratio(b1, OURS, DIRECT, key),
+            )
+        )
+        added = _added(b1, key)
+        rows.append(
+            Row(
+                f"B1 added {percent}",
+                added,
+                "ms",
+                goal=f"≤ {limit:g} ms, ≥ 4× lower than LiteLLM",
+                met=_met(added.get(OURS), limit, added.get(LITELLM), 4.0),
+                ours_vs_litellm=_lower(added),
+            )
+        )
+    best = {name: _best_rate(levels) for name, levels in report["b2"].items()}
+    rates = {name: rate for name, (rate, _) in best.items()}
+    ours, litellm = rates.get(OURS, math.nan), rates.get(LITELLM, math.nan)
+    rows.append(
+        Row(
+            "B2 max req/s, 100 % ok",
+            rates,
+            "req/s",
+            goal="≥ 1000 /core, ≥ 4× LiteLLM",
+            met=ours >= 1000 and (math.isnan(litellm) or ours >= 4 * litellm),
+            ours_vs_litellm=f"{ours / litellm:.2f}×" if litellm else "",
+            ours_vs_direct=f"{ours / rates[DIRECT]:.2f}×" if rates.get(DIRECT) else "",
+        )
+    )
+    rows.append(Row("B2 … at clients", {name: level for name, (_, level) in best.items()}, ""))
+    for percent in ("p50", "p99"):
+        key = f"{percent}_ms"
+        added = _added(ttft, key)
+        rows.append(Row(f"B3 TTFT {percent}", {name: figures[key] for name, figures in ttft.items()}, "ms"))
+        rows.append(
+            Row(
+                f"B3 added TTFT {percent}",
+                added,
+                "ms",
+                goal="≤ 1 ms" if percent == "p50" else "",
+                met=_met(added.get(OURS), 1.0, None, 0) if percent == "p50" else None,
+                ours_vs_litellm=_lower(added),
+            )
+        )
+    streams = {name: float(_max_streams(levels)) for name, levels in report["b3_streams"].items()}
+    rows.append(
+        Row(
+            "B3 streams before a stall",
+            streams,
+            "streams",
+            goal="≥ 200 /core",
+            met=streams.get(OURS, 0) >= 200,
+            ours_vs_litellm=_ratio_of(streams, OURS, LITELLM),
+        )
+    )
+    at = {name: _gap_at(levels, 200) for name, levels in report["b3_streams"].items()}
+    rows.append(Row("B3 chunk gap p99 @200", at, "ms"))
+    starts = {name: statistics.median(figures["seconds"]) for name, figures in report["b8"].items()}
+    rss = {name: statistics.median(figures["idle_rss_mib"]) for name, figures in report["b8"].items()}
+    rows.append(
+        Row(
+            "B8 cold start",
+            starts,
+            "s",
+            goal="≤ 2 s",
+            met=starts.get(OURS, math.inf) <= 2.0,
+            ours_vs_litellm=_lower(starts),
+        )
+    )
+    rows.append(
+        Row(
+            "B8 idle RSS",
+            rss,
+            "MiB",
+            goal="≤ 120 MB",
+            met=rss.get(OURS, math.inf) * 1.048576 <= 120,
+            ours_vs_litellm=_lower(rss),
+        )
+    )
+    return rows
+
+
+def _added(figures: dict[str, dict[str, Any]], key: str) -> dict[str, float]:
+    direct = figures[DIRECT][key]
+    return {name: values[key] - direct for name, values in figures.items() if name != DIRECT}
+
+
+def _ratio(figures: dict[str, dict[str, Any]], top: str, bottom: str, key: str) -> str:
+    if top not in figures or bottom not in figures or not figures[bottom][key]:
+        return ""
+    return f"{figures[top][key] / figures[bottom][key]:.2f}×"
+
+
+def _ratio_of(values: dict[str, float], top: str, bottom: str) -> str:
+    if bottom not in values or not values[bottom]:
+        return ""
+    return f"{values[top] / values[bottom]:.2f}×"
+
+
+def _lower(values: dict[str, float]) -> str:
+    """How many times lower ours is than LiteLLM's."""
+    ours, litellm = values.get(OURS), values.get(LITELLM)
+    if ours is None or litellm is None:
+        return ""
+    if ours <= 0:
+        return "ours ≤ 0"
+    return f"{litellm / ours:.1f}× lower"
+
+
+def _met(ours: float | None, limit: float, litellm: float | None, factor: float) -> bool:
+    if ours is None or not ours <= limit:
+        return False
+    return litellm is None or factor == 0 or ours <= 0 or litellm >= factor * ours
+
+
+def _best_rate(levels: list[dict[str, Any]]) -> tuple[float, float]:
+    clean = [level for level in levels if level["errors"] == 0]
+    if not clean:
+        return 0.0, math.nan
+    best = max(clean, key=lambda level: level["per_second"])
+    return best["per_second"], float(best["concurrency"])
+
+
+def _max_streams(levels: list[dict[str, Any]]) -> int:
+    passed = [level["concurrency"] for level in levels if not level["stalled"]]
+    return max(passed, default=0)
+
+
+def _gap_at(levels: list[dict[str, Any]], concurrency: int) -> float:
+    for level in levels:
+        if level["concurrency"] == concurrency:
+            return float(level["gap_p99_ms"])
+    return math.nan
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    if unit in ("req/s", "streams", "") or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if unit == "s":
+        return f"{value:.2f}"
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    run = report["run"]
+    table = Table(
+        title="LLM Manager gateway vs LiteLLM proxy vs direct (one core per gateway)",
+        caption=(
+            f"{run['date']} · Python {run['python']} · uvloop {run['uvloop']} · LiteLLM {run['litellm']} · "
+            f"pinned: {run['pinned']} · {run['elapsed_s']} s"
+        ),
+    )
+    for column, justify in (
+        ("", "left"),
+        ("unit", "left"),
+        ("direct", "right"),
+        ("llm-manager", "right"),
+        ("LiteLLM", "right"),
+        ("ours vs LiteLLM", "right"),
+        ("ours vs direct", "right"),
+        ("goal", "left"),
+        ("", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summary_rows(report):
+        verdict = "" if row.met is None else ("[green]met[/]" if row.met else "[red]missed[/]")
+        table.add_row(
+            row.label,
+            row.unit,
+            *(_number(row.values.get(name), row.unit) for name in (DIRECT, OURS, LITELLM)),
+            row.ours_vs_litellm,
+            row.ours_vs_direct,
+            row.goal,
+            verdict,
+        )
+    return table
+
+
+def levels_table(title: str, by_gateway: dict[str, list[dict[str, Any]]], columns: dict[str, str]) -> Table:
+    table = Table(title=title)
+    table.add_column("target")
+    for label in columns.values():
+        table.add_column(label, justify="right")
+    for name, levels in by_gateway.items():
+        for index, level in enumerate(levels):
+            cells = [_cell(level[key]) for key in columns]
+            table.add_row(name if index == 0 else "", *cells, end_section=index == len(levels) - 1)
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "[red]STALL[/]" if value else "ok"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def print_report(report: dict[str, Any], *, stderr: bool) -> None:
+    console = Console(stderr=stderr, width=160)
+    print_: Callable[..., None] = console.print
+    print_(summary_table(report))
+    print_(
+        levels_table(
+            "B2: closed-loop clients, 50 ms upstream",
+            report["b2"],
+            {
+                "concurrency": "clients",
+                "per_second": "req/s",
+                "errors": "errors",
+                "p50_ms": "p50 ms",
+                "p99_ms": "p99 ms",
+                "gateway_cpu_percent": "gateway CPU %",
+            },
+        )
+    )
+    print_(
+        levels_table(
+            f"B3: concurrent streams, a chunk every {report['run']['mock_gap_ms']} ms "
+            f"(stall: p99 gap > {report['run']['stall_threshold_ms']} ms, or an error)",
+            report["b3_streams"],
+            {
+                "concurrency": "streams",
+                "errors": "errors",
+                "gap_p50_ms": "gap p50",
+                "gap_p99_ms": "gap p99",
+                "gap_max_ms": "gap max",
+                "ttft_p50_ms": "TTFT p50",
+                "ttft_p99_ms": "TTFT p99",
+                "chunks_per_second": "chunks/s",
+                "gateway_cpu_percent": "gateway CPU %",
+                "stalled": "",
+            },
+        )
+    )
+    for name, figures in report["b8"].items():
+        starts = ", ".join(f"{seconds:.2f}" for seconds in figures["seconds"])
+        rss = ", ".join(f"{mib:.0f}" for mib in figures["idle_rss_mib"])
+        print_(
+            f"B8 {name}: started in {starts} s; idle RSS {rss} MiB over {figures['processes']} process(es); "
+            f"{figures.get('after_load_rss_mib', math.nan):.0f} MiB after the load"
+        )
+    for name, figures in report["accounting"].items():
+        verdict = "[green]none missing[/]" if figures["missing"] == 0 else f"[red]{figures['missing']} MISSING[/]"
+        extra = f", budget spent ${figures['budget_spent_usd']:.6f}" if "budget_spent_usd" in figures else ""
+        print_(f"{name}: {figures['answered']} calls answered 200, logged {figures['logged']}: {verdict}{extra}")
+    for phase in ("b1", "b3_ttft"):
+        for name, figures in report[phase].items():
+            if figures["errors"]:
+                print_(f"[red]{phase} {name}: {figures['errors']} errors, e.g. {figures['first_error']}[/]")
