@@ -136,7 +136,7 @@ def _reply(server: int, data: bytes) -> Reply:
 
 
 async def _warm_up(
-    llm: LLMManager, client: httpx.AsyncClient, servers: Sequence[ServerProcess], model: str
+    llm: LLMManager, client: httpx.AsyncClient, servers: Sequence[ServerProcess], model: str, burst_secret: str
 ) -> None:
     """One budgeted call per process from another application, so that neither process starts
     the burst with cold caches and connection pools (the warm one would win every race)."""
@@ -148,6 +148,14 @@ async def _warm_up(
             f"{server.base_url}/v1/chat/completions", json=payload, headers=_headers(secret)
         )
         assert response.status_code == 200, response.text
+    listed = await asyncio.gather(
+        *(
+            client.get(f"{server.base_url}/v1/models", headers=_headers(burst_secret))
+            for server in servers
+            for _ in range(20)
+        )
+    )
+    assert {response.status_code for response in listed} == {200}
 
 
 async def _usage_rows(llm: LLMManager, application: str, expected: int) -> list[UsageRow]:
@@ -185,7 +193,7 @@ async def test_a_hard_budget_holds_across_processes(
     assert ceiling.usd is not None
     limit = (ceiling.usd * CALLS_IN_BUDGET + ceiling.usd / 2).quantize(Decimal("1e-9"))
     budget = await llm.budgets.set(BudgetSpec(application="budgeted", period="day", limit_usd=limit))
-    await _warm_up(llm, client, servers, "priced")
+    await _warm_up(llm, client, servers, "priced", secret)
 
     replies = await _burst(servers, PARALLEL_REQUESTS, secret, "priced")
 
@@ -216,7 +224,7 @@ async def test_a_rate_limit_is_shared_by_both_processes(
     await llm.configurations.create(
         ConfigurationCreate(slug="fast", provider="demo", model="demo-chat", options={"delay_ms": 0})
     )
-    await _warm_up(llm, client, servers, "fast")
+    await _warm_up(llm, client, servers, "fast", secret)
     await llm.applications.update("limited", rpm_limit=RPM_LIMIT)  # applies to the next request
 
     replies = await _burst(servers, RATE_LIMITED_REQUESTS, secret, "fast")
