@@ -47,6 +47,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    terminated: bool = False
 
     @property
     def base_url(self) -> str:
@@ -69,15 +70,20 @@ class ServerProcess:
                     raise RuntimeError(f"server on port {self.port} not ready in {timeout:g}s:\n{self.log()}")
                 time.sleep(0.05)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, wait, SIGKILL if needed; returns the exit status. Safe to call twice."""
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """Send SIGTERM (once): the server drains and exits on its own."""
+        if not self.terminated and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.terminated = True
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, wait, SIGKILL if it is still there; returns the exit status. Safe to call twice."""
+        self.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         return self.process.returncode
 
 
@@ -103,9 +109,11 @@ def running_servers(count: int, values: Mapping[str, object], log_dir: Path) -> 
     try:
         for index in range(count):
             servers.append(start_server(values, log_dir, name=f"server{index}"))
-        for server in servers:  # started together, so they migrate concurrently
+        for server in servers:  # started together: they start (and migrate) concurrently
             server.wait_ready()
         yield servers
     finally:
+        for server in servers:
+            server.terminate()
         for server in servers:
             server.stop()

@@ -1,8 +1,14 @@
 """Two real server processes on one PostgreSQL database and one Redis behave as one gateway.
 
 Budgets, rate limits and stream cancels are enforced across processes: each test starts two
-`llm-manager serve` processes on a fresh database (they migrate it concurrently, under the
-migration lock), sets data up through the library, and sends requests to both ports in turn.
+`llm-manager serve` processes on a fresh database, sets data up through the library, and sends
+requests to both ports in turn.
+
+How a burst's successes split between the processes is up to the scheduler: the requests one
+process holds move through its pipeline together, so whichever process reaches the shared
+counter first may take every success of a small burst. So the budget and rate-limit tests first
+make one call on each process, one after the other (both charged to the same budget or window),
+and then check the burst against what is left.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ import httpx
 import orjson
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llm_manager.db.tables.secrets import EncryptionKey
 from llm_manager.manager import LLMManager
 from llm_manager.providers._wire import estimate_tokens
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.secrets import KeyRing, SecretsService
 from llm_manager.services.usage import UsageFilter, UsageRow
 from llm_manager.settings import Settings
 from tests.server.processes import ServerProcess, running_servers
@@ -58,22 +68,23 @@ def shared_settings(
 
 
 @pytest.fixture
-def servers(shared_settings: dict[str, object], tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    with running_servers(2, shared_settings, tmp_path) as started:
-        yield started
+async def llm(shared_settings: dict[str, object]) -> AsyncIterator[LLMManager]:
+    """The library on the same database and Redis, opened before the servers start.
 
-
-@pytest.fixture
-async def llm(shared_settings: dict[str, object], servers: list[ServerProcess]) -> AsyncIterator[LLMManager]:
-    """The library on the same database and Redis, opened once the servers have migrated it."""
+    Opening migrates the database and records the encryption key, so the servers find both
+    done: two processes recording a new key at once can crash one of them (see
+    `test_processes_starting_together_record_a_new_key_once`).
+    """
     async with LLMManager.open(Settings(**shared_settings)) as manager:  # type: ignore[arg-type]
         yield manager
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as http:
-        yield http
+def servers(
+    shared_settings: dict[str, object], llm: LLMManager, tmp_path: Path
+) -> Iterator[list[ServerProcess]]:
+    with running_servers(2, shared_settings, tmp_path) as started:
+        yield started
 
 
 async def _issue(llm: LLMManager, application: str) -> str:
@@ -95,17 +106,22 @@ class Reply:
     body: dict[str, Any]
 
 
-async def _burst(servers: Sequence[ServerProcess], count: int, secret: str, model: str) -> list[Reply]:
-    """`count` chat calls at once, alternating between the servers.
+def _alternating(count: int) -> list[int]:
+    return [index % 2 for index in range(count)]
 
-    Every connection is opened first and then all requests are written in one go: built one by
-    one by an HTTP client, the burst would take the client long enough for whichever process
-    got the CPU first to win every race, on a small machine.
+
+async def _chat_calls(
+    servers: Sequence[ServerProcess], targets: Sequence[int], secret: str, model: str
+) -> list[Reply]:
+    """Chat calls sent at once, one to each of `targets` (indexes into `servers`).
+
+    Every connection is opened first, then every request is written in one go: all of them
+    reach the servers within a few milliseconds (an HTTP client building them one by one would
+    spread them over a good part of a second).
     """
     body = orjson.dumps(
         {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
     )
-    targets = [index % len(servers) for index in range(count)]
     connections = await asyncio.gather(
         *(asyncio.open_connection("127.0.0.1", servers[target].port) for target in targets)
     )
@@ -135,27 +151,9 @@ def _reply(server: int, data: bytes) -> Reply:
     return Reply(server=server, status=int(status_line.split()[1]), headers=headers, body=orjson.loads(body))
 
 
-async def _warm_up(
-    llm: LLMManager, client: httpx.AsyncClient, servers: Sequence[ServerProcess], model: str, burst_secret: str
-) -> None:
-    """One budgeted call per process from another application, so that neither process starts
-    the burst with cold caches and connection pools (the warm one would win every race)."""
-    secret = await _issue(llm, "warm-up")
-    await llm.budgets.set(BudgetSpec(application="warm-up", period="day", limit_usd=Decimal(1)))
-    for server in servers:
-        payload = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 1}
-        response = await client.post(
-            f"{server.base_url}/v1/chat/completions", json=payload, headers=_headers(secret)
-        )
-        assert response.status_code == 200, response.text
-    listed = await asyncio.gather(
-        *(
-            client.get(f"{server.base_url}/v1/models", headers=_headers(burst_secret))
-            for server in servers
-            for _ in range(20)
-        )
-    )
-    assert {response.status_code for response in listed} == {200}
+async def _one_call_on_each(servers: Sequence[ServerProcess], secret: str, model: str) -> list[Reply]:
+    """A call on each process in turn (which also warms its caches and connection pools)."""
+    return [(await _chat_calls(servers, [index], secret, model))[0] for index in range(len(servers))]
 
 
 async def _usage_rows(llm: LLMManager, application: str, expected: int) -> list[UsageRow]:
@@ -173,9 +171,7 @@ def _refusal(reply: Reply) -> tuple[int, str, int]:
     return reply.status, reply.body["error"]["code"], int(reply.headers["retry-after"])
 
 
-async def test_a_hard_budget_holds_across_processes(
-    servers: list[ServerProcess], llm: LLMManager, client: httpx.AsyncClient
-) -> None:
+async def test_a_hard_budget_holds_across_processes(servers: list[ServerProcess], llm: LLMManager) -> None:
     secret = await _issue(llm, "budgeted")
     await llm.configurations.create(
         ConfigurationCreate(
@@ -193,50 +189,50 @@ async def test_a_hard_budget_holds_across_processes(
     assert ceiling.usd is not None
     limit = (ceiling.usd * CALLS_IN_BUDGET + ceiling.usd / 2).quantize(Decimal("1e-9"))
     budget = await llm.budgets.set(BudgetSpec(application="budgeted", period="day", limit_usd=limit))
-    await _warm_up(llm, client, servers, "priced", secret)
 
-    replies = await _burst(servers, PARALLEL_REQUESTS, secret, "priced")
+    first = await _one_call_on_each(servers, secret, "priced")
+    burst = await _chat_calls(servers, _alternating(PARALLEL_REQUESTS), secret, "priced")
 
-    served = [reply.server for reply in replies if reply.status == 200]
-    refused = [reply for reply in replies if reply.status != 200]
+    served = [reply.server for reply in [*first, *burst] if reply.status == 200]
     rows = await _usage_rows(llm, "budgeted", len(served))
     window = await llm.budgets.get(budget.id)
     spent = sum((row.cost or Decimal(0) for row in rows), Decimal(0))
-    # Each call costs exactly its reservation (the demo's prompt count equals the estimate and it
-    # always uses all 10 tokens), so the budget admits exactly 10 calls: no more, none lost.
+    assert [reply.status for reply in first] == [200, 200]
+    # Each call costs exactly its reservation (the demo counts the prompt as the estimate does,
+    # and always uses all 10 tokens), so the budget admits exactly 10 calls: no more, none lost.
     assert {row.cost for row in rows} == {ceiling.usd}
     assert len(served) == CALLS_IN_BUDGET
-    assert 0 < served.count(0) < CALLS_IN_BUDGET, "both processes served calls"
-    print("BUDGET", served.count(0), served.count(1), spent, limit, ceiling, len(refused), window)
+    assert served.count(0) >= 1
+    assert served.count(1) >= 1
     assert len(rows) == len(served)
     assert {(row.status, row.completion_tokens) for row in rows} == {("ok", MAX_TOKENS)}
     assert window.spent_usd == spent <= limit
     assert (window.reserved_usd, window.reserved_tokens) == (Decimal(0), 0)
-    for status, code, retry_after in map(_refusal, refused):
+    for status, code, retry_after in map(_refusal, [reply for reply in burst if reply.status != 200]):
         assert (status, code) == (429, "budget_exceeded")
         assert 1 <= retry_after <= 86_400  # the daily window resets at midnight UTC
 
 
 async def test_a_rate_limit_is_shared_by_both_processes(
-    servers: list[ServerProcess], llm: LLMManager, client: httpx.AsyncClient
+    servers: list[ServerProcess], llm: LLMManager
 ) -> None:
     secret = await _issue(llm, "limited")
     await llm.configurations.create(
         ConfigurationCreate(slug="fast", provider="demo", model="demo-chat", options={"delay_ms": 0})
     )
-    await _warm_up(llm, client, servers, "fast", secret)
-    await llm.applications.update("limited", rpm_limit=RPM_LIMIT)  # applies to the next request
+    await llm.applications.update("limited", rpm_limit=RPM_LIMIT)  # read on every request
 
-    replies = await _burst(servers, RATE_LIMITED_REQUESTS, secret, "fast")
-    after = await _burst(servers, len(servers), secret, "fast")
+    first = await _one_call_on_each(servers, secret, "fast")
+    burst = await _chat_calls(servers, _alternating(RATE_LIMITED_REQUESTS), secret, "fast")
+    after = await _chat_calls(servers, _alternating(len(servers)), secret, "fast")
 
-    served = [reply.server for reply in replies if reply.status == 200]
-    refused = [reply for reply in replies if reply.status != 200]
+    served = [reply.server for reply in [*first, *burst] if reply.status == 200]
+    refused = [reply for reply in [*burst, *after] if reply.status != 200]
+    assert [reply.status for reply in first] == [200, 200]
     # Counted apart, each process would have admitted RPM_LIMIT: twice as many in all.
-    print("RATE", served.count(0), served.count(1), [r.headers.get("retry-after") for r in refused][:5])
     assert len(served) == RPM_LIMIT
-    assert len(refused) == RATE_LIMITED_REQUESTS - RPM_LIMIT
-    for status, code, retry_after in map(_refusal, [*refused, *after]):
+    assert len(refused) == RATE_LIMITED_REQUESTS + len(servers) - (RPM_LIMIT - len(first))
+    for status, code, retry_after in map(_refusal, refused):
         assert (status, code) == (429, "rate_limit_exceeded")
         assert 1 <= retry_after <= 60
     rows = await _usage_rows(llm, "limited", RPM_LIMIT)
@@ -250,44 +246,87 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_a_stream_is_cancelled_through_the_other_process(
-    servers: list[ServerProcess], llm: LLMManager, client: httpx.AsyncClient
+    servers: list[ServerProcess], llm: LLMManager
 ) -> None:
     secret = await _issue(llm, "streaming")
     await llm.configurations.create(
         ConfigurationCreate(slug="slow", provider="demo", model="demo-chat", options={"delay_ms": 100})
     )
-    first, second = servers
-    created = await client.post(
-        f"{first.base_url}/api/streams",
-        json={"configuration": "slow", "prompt": "Tell me a long story"},
-        headers=_headers(secret),
-    )
-    assert created.status_code == 201, created.text
-    stream = created.json()
+    running_on, cancelled_on = servers
 
-    async with asyncio.timeout(15):
-        async with client.stream("GET", first.base_url + stream["events_url"]) as response:
+    async with httpx.AsyncClient(timeout=10) as client, asyncio.timeout(15):
+        created = await client.post(
+            f"{running_on.base_url}/api/streams",
+            json={"configuration": "slow", "prompt": "Tell me a long story"},
+            headers=_headers(secret),
+        )
+        assert created.status_code == 201, created.text
+        stream = created.json()
+        async with client.stream("GET", running_on.base_url + stream["events_url"]) as response:
             assert response.status_code == 200
             events = _events(response)
-            chunk = await anext(events)
-            assert chunk["type"] == "chunk"
+            first = await anext(events)
             cancelled_at = time.monotonic()
             cancel = await client.post(
-                f"{second.base_url}/api/streams/{stream['id']}/cancel", headers=_headers(secret)
+                f"{cancelled_on.base_url}/api/streams/{stream['id']}/cancel", headers=_headers(secret)
             )
             rest = [event async for event in events]
             ended_after = time.monotonic() - cancelled_at
 
-    assert cancel.status_code == 202, cancel.text
-    assert cancel.json() == {"id": stream["id"], "cancelled": True}
-    done = rest[-1]
-    received = chunk["content"] + "".join(event["content"] for event in rest if event["type"] == "chunk")
-    assert [event["type"] for event in rest[:-1]] == ["chunk"] * (len(rest) - 1)
+    assert (cancel.status_code, cancel.json()) == (202, {"id": stream["id"], "cancelled": True})
+    *chunks, done = [first, *rest]
+    received = "".join(chunk["content"] for chunk in chunks)
+    assert {chunk["type"] for chunk in chunks} == {"chunk"}
     assert done["type"] == "done"
     assert (done["stats"]["status"], done["stats"]["response"]) == ("cancelled", received)
-    print("CANCEL", ended_after, len(rest), done)
-    assert ended_after < 2, "the whole reply would take about 5 s; the cancel stopped it"
-    row = (await _usage_rows(llm, "streaming", 1))[0]
+    assert ended_after < 2, "the whole reply takes about 5 s; the cancel must stop it"
+    [row] = await _usage_rows(llm, "streaming", 1)
     assert row.id == done["stats"]["log_id"]
     assert (row.status, row.response_chars) == ("cancelled", len(received))
     assert row.completion_tokens > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug in SecretsService.record_keys: it selects the known key ids, then inserts the missing "
+        "ones without ON CONFLICT, so the second of two processes starting at once on a database that "
+        "has not seen their key dies at start-up with a UniqueViolationError on pk_encryption_keys"
+    ),
+)
+async def test_processes_starting_together_record_a_new_key_once(shared_settings: dict[str, object]) -> None:
+    """What every process does on start, twice at once with a key the database has not seen yet
+    (a first deployment of several replicas, `serve --workers N`, or replicas restarted together
+    with a new primary key).
+
+    A table lock that lets reads through but holds writes makes the race certain: both read the
+    known keys before either writes, as two processes starting together may.
+    """
+    async with LLMManager.open(Settings(**shared_settings)) as llm:  # type: ignore[arg-type]
+        engine = llm.services.database.engine
+        new_ring = KeyRing([Fernet.generate_key().decode(), str(shared_settings["secret_keys"])])
+        starting = [SecretsService(llm.services.database, new_ring) for _ in range(2)]
+        async with engine.begin() as holder:
+            await holder.execute(text(f"LOCK TABLE {_KEYS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+            recording = [asyncio.create_task(service.record_keys()) for service in starting]
+            await _until_writers_wait(engine, len(recording))
+        outcomes = await asyncio.gather(*recording, return_exceptions=True)
+
+        known = {status.key_id for status in await llm.secrets.status()}
+    assert outcomes == [None, None]
+    assert set(new_ring.key_ids) <= known
+
+
+_KEYS_TABLE = EncryptionKey.__tablename__
+
+
+async def _until_writers_wait(engine: AsyncEngine, count: int) -> None:
+    """Until `count` transactions wait for a lock on the keys table, or 2 s have passed (a fix may
+    make them wait for each other elsewhere first)."""
+    query = text("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = CAST(:table AS regclass)")
+    deadline = time.monotonic() + 2
+    async with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            if (await connection.execute(query, {"table": _KEYS_TABLE})).scalar_one() >= count:
+                return
+            await asyncio.sleep(0.01)

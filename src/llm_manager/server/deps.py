@@ -15,3 +15,6 @@ def get_manager(request: Request) -> LLMManager:
 
 
 Manager = Annotated[LLMManager, Depends(get_manager)]
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+"""Every event stream: no caching, and no buffering by nginx-style proxies."""

@@ -24,7 +24,7 @@ from llm_manager.errors import InvalidInputError, LLMManagerError
 from llm_manager.manager import Prompt, to_messages
 from llm_manager.providers._wire import encode_base64_floats
 from llm_manager.server.auth import InferenceCaller, authorize_configuration
-from llm_manager.server.deps import Manager
+from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.errors import classify
 from llm_manager.server.lifecycle import Lifecycle, ShuttingDownError
 from llm_manager.server.observability import GatewayMetrics
@@ -45,7 +45,6 @@ from llm_manager.types import (
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class StreamOptions(BaseModel):
@@ -121,13 +120,13 @@ async def chat_completions(
             headers=_result_headers(result),
         )
     stream = llm.services.chat.stream(call)
-    first = await _first_event(stream)  # errors before the first byte keep their HTTP status
+    first = await stream.first()  # errors before the first byte keep their HTTP status
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = _ChunkWriter(stream.log_id, body.model)
     return StreamingResponse(
         _sse(stream, first, chunks, include_usage, request.app.state.metrics, request.app.state.lifecycle),
         media_type="text/event-stream",
-        headers={**_SSE_HEADERS, "x-llm-manager-log-id": stream.log_id},
+        headers={**SSE_HEADERS, "x-llm-manager-log-id": stream.log_id},
     )
 
 
@@ -225,16 +224,6 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
         flattened.append(message)
     prompt: Prompt = flattened
     return to_messages(prompt)
-
-
-async def _first_event(stream: ChatStream) -> StreamEvent | None:
-    try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        await stream.aclose()
-        raise
 
 
 class _ChunkWriter:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llm_manager.errors import InvalidInputError, LLMManagerError, NotFoundError, UnauthenticatedError
 from llm_manager.manager import LLMManager, to_messages
 from llm_manager.server.auth import InferenceCaller, authorize_configuration, presented_token
-from llm_manager.server.deps import Manager
+from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
@@ -39,7 +39,6 @@ from llm_manager.services.tokens import Principal
 from llm_manager.types import Message, StreamEvent, TextDelta
 
 router = APIRouter(prefix="/api", tags=["streams"])
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class StreamRequest(BaseModel):
@@ -79,13 +78,13 @@ async def stream_now(
 ) -> Response:
     call = await _call(body, caller, llm)
     stream = llm.services.chat.stream(call)
-    first = await _first_event(stream)  # failures before the first byte keep their HTTP status
+    first = await stream.first()  # failures before the first byte keep their HTTP status
     stream_id = new_stream_id()
     board = llm.services.streams
     await board.create(PendingStream(id=stream_id, owner=_owner(caller), request={}))
     await board.claim(stream_id)  # registered as running here, cancellable from any process
     events = _events(stream, first, stream_id, llm, request)
-    headers = {**_SSE_HEADERS, "x-llm-manager-stream-id": stream_id, "x-llm-manager-log-id": stream.log_id}
+    headers = {**SSE_HEADERS, "x-llm-manager-stream-id": stream_id, "x-llm-manager-log-id": stream.log_id}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
@@ -122,7 +121,7 @@ async def attach(
     if pending is None:
         raise NotFoundError(f"stream {stream_id!r} not found, expired or already attached")
     events = _attached_events(pending, llm, request)
-    return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post(
@@ -176,23 +175,13 @@ async def _attached_events(pending: PendingStream, llm: LLMManager, request: Req
             yield _error_event("the stream was cancelled before it started", "cancelled")
             return
         stream = llm.services.chat.stream(call)
-        first = await _first_event(stream)
+        first = await stream.first()
     except (LLMManagerError, ValueError) as error:
         code = error.code if isinstance(error, LLMManagerError) else InvalidInputError.code
         yield _error_event(str(error), code)
         return
     async for chunk in _events(stream, first, pending.id, llm, request):
         yield chunk
-
-
-async def _first_event(stream: ChatStream) -> StreamEvent | None:
-    try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        await stream.aclose()
-        raise
 
 
 async def _events(

@@ -77,6 +77,19 @@ class ChatStream:
     async def aclose(self) -> None:
         await self._events.aclose()
 
+    async def first(self) -> StreamEvent | None:
+        """The first event (None for an empty stream), closing the stream if getting it fails.
+
+        Servers await it before answering, so a failure before the first byte keeps its status.
+        """
+        try:
+            return await anext(self)
+        except StopAsyncIteration:
+            return None
+        except BaseException:
+            await self.aclose()
+            raise
+
     async def __aenter__(self) -> Self:
         return self
 
