@@ -33,6 +33,8 @@ class Reply:
     text_ns: list[int] = field(default_factory=list)
     """Arrival of each body part that carried text (streams only)."""
     error: str | None = None
+    sequence: int = 0
+    """In a closed loop: 0 for a client's first request (sent in the opening burst), then 1, 2, ..."""
 
     @property
     def latency_ns(self) -> int:
@@ -57,9 +59,7 @@ class Target:
     stream: bool
 
     @classmethod
-    def chat(
-        cls, name: str, port: int, path: str, model: str, *, token: str | None, stream: bool
-    ) -> Target:
+    def chat(cls, name: str, port: int, path: str, model: str, *, token: str | None, stream: bool) -> Target:
         body: dict[str, object] = {
             "model": model,
             "messages": [{"role": "user", "content": "Say hello."}],
@@ -197,8 +197,12 @@ async def closed_loop(
     deadline = started + int(duration * 1e9)
 
     async def worker(client: Client) -> None:
+        sequence = 0
         while time.perf_counter_ns() < deadline:
-            replies.append(await client.call())
+            reply = await client.call()
+            reply.sequence = sequence
+            replies.append(reply)
+            sequence += 1
 
     try:
         await asyncio.gather(*(worker(client) for client in clients))

@@ -27,6 +27,7 @@ import functools
 import itertools
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -120,7 +121,7 @@ def stream_events(chunks: int, include_usage: bool) -> tuple[bytes, tuple[bytes,
     )
     tail = choice(b"{}", b'"stop"')
     if include_usage:
-        tail += head + b"[],\"usage\":" + orjson.dumps(_usage(chunks)) + b"}\n\n"
+        tail += head + b'[],"usage":' + orjson.dumps(_usage(chunks)) + b"}\n\n"
     tail += b"data: [DONE]\n\n"
     return _frame(role), tuple(_frame(token) for token in tokens), _frame(tail) + b"0\r\n\r\n"
 
@@ -200,11 +201,11 @@ class MockProtocol(asyncio.Protocol):
         else:
             self._later(behaviour.delay, self._complete, behaviour)
 
-    def _later(self, delay: float, callback: object, *args: object) -> None:
+    def _later(self, delay: float, callback: Callable[..., None], *args: object) -> None:
         if delay > 0:
-            self.loop.call_later(delay, callback, *args)  # type: ignore[arg-type]
+            self.loop.call_later(delay, callback, *args)
         else:
-            callback(*args)  # type: ignore[operator]
+            callback(*args)
 
     def _complete(self, behaviour: Behaviour) -> None:
         body = completion_body(behaviour.chunks)

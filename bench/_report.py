@@ -24,6 +24,8 @@ class Row:
     met: bool | None = None
     ours_vs_litellm: str = ""
     ours_vs_direct: str = ""
+    text: dict[str, str] | None = None
+    """Cells to show instead of the numbers."""
 
 
 def summary_rows(report: dict[str, Any]) -> list[Row]:
@@ -51,6 +53,16 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
                 ours_vs_litellm=_lower(added),
             )
         )
+    rows.append(
+        Row(
+            "B1 gateway CPU per call",
+            {name: figures["gateway_cpu_ms_per_call"] for name, figures in b1.items() if name != DIRECT},
+            "ms",
+            ours_vs_litellm=_lower(
+                {name: figures["gateway_cpu_ms_per_call"] for name, figures in b1.items()}
+            ),
+        )
+    )
     best = {name: _best_rate(levels) for name, levels in report["b2"].items()}
     rates = {name: rate for name, (rate, _) in best.items()}
     ours, litellm = rates.get(OURS, math.nan), rates.get(LITELLM, math.nan)
@@ -65,7 +77,15 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
             ours_vs_direct=f"{ours / rates[DIRECT]:.2f}×" if rates.get(DIRECT) else "",
         )
     )
-    rows.append(Row("B2 … at clients", {name: level for name, (_, level) in best.items()}, ""))
+    rows.append(
+        Row("B2 … at clients", {name: level["concurrency"] for name, (_, level) in best.items() if level}, "")
+    )
+    cpu = {
+        name: level["gateway_cpu_ms_per_call"]
+        for name, (_, level) in best.items()
+        if level and name != DIRECT
+    }
+    rows.append(Row("B2 gateway CPU per call", cpu, "ms", ours_vs_litellm=_lower(cpu)))
     for percent in ("p50", "p99"):
         key = f"{percent}_ms"
         added = _added(ttft, key)
@@ -81,6 +101,7 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
             )
         )
     streams = {name: float(_max_streams(levels)) for name, levels in report["b3_streams"].items()}
+    first = report["run"]["plan"]["b3_levels"][0]
     rows.append(
         Row(
             "B3 streams before a stall",
@@ -89,12 +110,14 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
             goal="≥ 200 /core",
             met=streams.get(OURS, 0) >= 200,
             ours_vs_litellm=_ratio_of(streams, OURS, LITELLM),
+            text={name: f"< {first}" for name, value in streams.items() if value == 0},
         )
     )
-    at = {name: _gap_at(levels, 200) for name, levels in report["b3_streams"].items()}
-    rows.append(Row("B3 chunk gap p99 @200", at, "ms"))
+    for key, label in (("gap_p99_ms", "chunk gap"), ("ttft_p99_ms", "TTFT")):
+        at = {name: _at(levels, 200, key) for name, levels in report["b3_streams"].items()}
+        rows.append(Row(f"B3 {label} p99, 200 streams", at, "ms"))
     starts = {name: statistics.median(figures["seconds"]) for name, figures in report["b8"].items()}
-    rss = {name: statistics.median(figures["idle_rss_mib"]) for name, figures in report["b8"].items()}
+    rss = {name: statistics.median(figures["idle_rss_mb"]) for name, figures in report["b8"].items()}
     rows.append(
         Row(
             "B8 cold start",
@@ -109,9 +132,9 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
         Row(
             "B8 idle RSS",
             rss,
-            "MiB",
+            "MB",
             goal="≤ 120 MB",
-            met=rss.get(OURS, math.inf) * 1.048576 <= 120,
+            met=rss.get(OURS, math.inf) <= 120,
             ours_vs_litellm=_lower(rss),
         )
     )
@@ -130,7 +153,7 @@ def _ratio(figures: dict[str, dict[str, Any]], top: str, bottom: str, key: str) 
 
 
 def _ratio_of(values: dict[str, float], top: str, bottom: str) -> str:
-    if bottom not in values or not values[bottom]:
+    if bottom not in values or not values[bottom] or not values.get(top):
         return ""
     return f"{values[top] / values[bottom]:.2f}×"
 
@@ -151,12 +174,12 @@ def _met(ours: float | None, limit: float, litellm: float | None, factor: float)
     return litellm is None or factor == 0 or ours <= 0 or litellm >= factor * ours
 
 
-def _best_rate(levels: list[dict[str, Any]]) -> tuple[float, float]:
+def _best_rate(levels: list[dict[str, Any]]) -> tuple[float, dict[str, Any] | None]:
     clean = [level for level in levels if level["errors"] == 0]
     if not clean:
-        return 0.0, math.nan
+        return 0.0, None
     best = max(clean, key=lambda level: level["per_second"])
-    return best["per_second"], float(best["concurrency"])
+    return best["per_second"], best
 
 
 def _max_streams(levels: list[dict[str, Any]]) -> int:
@@ -164,10 +187,10 @@ def _max_streams(levels: list[dict[str, Any]]) -> int:
     return max(passed, default=0)
 
 
-def _gap_at(levels: list[dict[str, Any]], concurrency: int) -> float:
+def _at(levels: list[dict[str, Any]], concurrency: int, key: str) -> float:
     for level in levels:
         if level["concurrency"] == concurrency:
-            return float(level["gap_p99_ms"])
+            return float(level[key])
     return math.nan
 
 
@@ -187,27 +210,25 @@ def summary_table(report: dict[str, Any]) -> Table:
         title="LLM Manager gateway vs LiteLLM proxy vs direct (one core per gateway)",
         caption=(
             f"{run['date']} · Python {run['python']} · uvloop {run['uvloop']} · LiteLLM {run['litellm']} · "
-            f"pinned: {run['pinned']} · {run['elapsed_s']} s"
+            f"pinned: {run['pinned']} · load average {run['load_average_before']:.2f} → "
+            f"{run['load_average_after']:.2f} · {run['elapsed_s']} s"
         ),
     )
-    for column, justify in (
-        ("", "left"),
-        ("unit", "left"),
-        ("direct", "right"),
-        ("llm-manager", "right"),
-        ("LiteLLM", "right"),
-        ("ours vs LiteLLM", "right"),
-        ("ours vs direct", "right"),
-        ("goal", "left"),
-        ("", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for column in ("", "unit"):
+        table.add_column(column)
+    for column in ("direct", "llm-manager", "LiteLLM", "ours vs LiteLLM", "ours vs direct"):
+        table.add_column(column, justify="right")
+    for column in ("goal", ""):
+        table.add_column(column)
     for row in summary_rows(report):
         verdict = "" if row.met is None else ("[green]met[/]" if row.met else "[red]missed[/]")
         table.add_row(
             row.label,
             row.unit,
-            *(_number(row.values.get(name), row.unit) for name in (DIRECT, OURS, LITELLM)),
+            *(
+                (row.text or {}).get(name) or _number(row.values.get(name), row.unit)
+                for name in (DIRECT, OURS, LITELLM)
+            ),
             row.ours_vs_litellm,
             row.ours_vs_direct,
             row.goal,
@@ -232,6 +253,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "[red]STALL[/]" if value else "ok"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
     return str(value)
 
@@ -251,13 +274,15 @@ def print_report(report: dict[str, Any], *, stderr: bool) -> None:
                 "p50_ms": "p50 ms",
                 "p99_ms": "p99 ms",
                 "gateway_cpu_percent": "gateway CPU %",
+                "gateway_cpu_ms_per_call": "CPU ms/call",
             },
         )
     )
     print_(
         levels_table(
-            f"B3: concurrent streams, a chunk every {report['run']['mock_gap_ms']} ms "
-            f"(stall: p99 gap > {report['run']['stall_threshold_ms']} ms, or an error)",
+            f"B3: concurrent streams of {report['run']['mock_chunks']} chunks, one every "
+            f"{report['run']['mock_gap_ms']} ms (stall: p99 chunk gap or TTFT > "
+            f"{report['run']['stall_threshold_ms']} ms, or an error)",
             report["b3_streams"],
             {
                 "concurrency": "streams",
@@ -268,6 +293,7 @@ def print_report(report: dict[str, Any], *, stderr: bool) -> None:
                 "ttft_p50_ms": "TTFT p50",
                 "ttft_p99_ms": "TTFT p99",
                 "chunks_per_second": "chunks/s",
+                "open_streams": "open (mean)",
                 "gateway_cpu_percent": "gateway CPU %",
                 "stalled": "",
             },
@@ -275,15 +301,19 @@ def print_report(report: dict[str, Any], *, stderr: bool) -> None:
     )
     for name, figures in report["b8"].items():
         starts = ", ".join(f"{seconds:.2f}" for seconds in figures["seconds"])
-        rss = ", ".join(f"{mib:.0f}" for mib in figures["idle_rss_mib"])
+        rss = ", ".join(f"{mb:.0f}" for mb in figures["idle_rss_mb"])
         print_(
-            f"B8 {name}: started in {starts} s; idle RSS {rss} MiB over {figures['processes']} process(es); "
-            f"{figures.get('after_load_rss_mib', math.nan):.0f} MiB after the load"
+            f"B8 {name}: started in {starts} s; idle RSS {rss} MB over {figures['processes']} process(es); "
+            f"{figures.get('after_load_rss_mb', math.nan):.0f} MB after the load"
         )
     for name, figures in report["accounting"].items():
-        verdict = "[green]none missing[/]" if figures["missing"] == 0 else f"[red]{figures['missing']} MISSING[/]"
+        verdict = (
+            "[green]none missing[/]" if figures["missing"] == 0 else f"[red]{figures['missing']} MISSING[/]"
+        )
         extra = f", budget spent ${figures['budget_spent_usd']:.6f}" if "budget_spent_usd" in figures else ""
-        print_(f"{name}: {figures['answered']} calls answered 200, logged {figures['logged']}: {verdict}{extra}")
+        print_(
+            f"{name}: {figures['answered']} calls answered 200, logged {figures['logged']}: {verdict}{extra}"
+        )
     for phase in ("b1", "b3_ttft"):
         for name, figures in report[phase].items():
             if figures["errors"]:

@@ -53,7 +53,14 @@ class Server:
 
     @classmethod
     def start(
-        cls, name: str, command: Sequence[str], *, cores: set[int] | None, env: dict[str, str], cwd: Path, log: Path
+        cls,
+        name: str,
+        command: Sequence[str],
+        *,
+        cores: set[int] | None,
+        env: dict[str, str],
+        cwd: Path,
+        log: Path,
     ) -> Server:
         def pin() -> None:
             if cores is not None:
@@ -204,8 +211,19 @@ def llm_manager_setup(data_dir: Path, models: dict[str, str]) -> str:
 
 
 def start_llm_manager(data_dir: Path, port: int, cores: set[int] | None, log: Path) -> Server:
-    command = [str(VENV_BIN / "llm-manager"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    return Server.start("llm-manager", command, cores=cores, env=llm_manager_env(data_dir), cwd=data_dir, log=log)
+    command = [
+        str(VENV_BIN / "llm-manager"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return Server.start(
+        "llm-manager", command, cores=cores, env=llm_manager_env(data_dir), cwd=data_dir, log=log
+    )
 
 
 # -- LiteLLM ------------------------------------------------------------------------------------
@@ -257,7 +275,15 @@ def ensure_litellm(venv: Path, version: str = LITELLM_VERSION) -> Path:
         (venv / ".gitignore").write_text("*\n")  # as `python -m venv` does from 3.13 on
     print(f"installing litellm[proxy]=={version} into {venv} (once; ~1 minute)", file=sys.stderr)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"litellm[proxy]=={version}"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"litellm[proxy]=={version}",
+        ],
         check=True,
     )
     return venv / "bin" / "litellm"
@@ -291,7 +317,9 @@ def litellm_files(directory: Path, models: dict[str, str]) -> Path:
 
 
 def start_litellm(executable: Path, config: Path, port: int, cores: set[int] | None, log: Path) -> Server:
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "LITELLM_MASTER_KEY")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "LITELLM_MASTER_KEY")
+    }
     # The cost map bundled with the package: no attempt to download it (there is no internet here).
     env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
     command = [

@@ -10,9 +10,9 @@ serve --workers 1`) and the LiteLLM proxy (`--num_workers 1`, a pinned version i
   to the mock (interleaved blocks, so drift falls on every target alike);
 - B2 throughput: the most requests per second at 100 % success with a 50 ms upstream, ramping
   the number of clients, each sending its next request as soon as the last one ended;
-- B3 streaming: added time to first token one at a time, then concurrent 20-chunk streams
-  (a chunk every 20 ms) ramped until the 99th percentile gap between two chunks exceeds five
-  times the mock's gap, or a stream fails: that is a stall;
+- B3 streaming: added time to first token one at a time, then concurrent 50-chunk streams
+  (a chunk every 20 ms) ramped until a stall: the 99th percentile wait for the first chunk or
+  between two chunks exceeds five times the mock's gap, or a stream fails;
 - B8 start-up: seconds from process creation until the health endpoint answers 200, and the
   resident memory (VmRSS of the process tree) once started.
 
@@ -39,8 +39,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,7 +71,7 @@ DIRECT, OURS, LITELLM = "direct", "llm-manager", "litellm"
 LOAD_CORE, GATEWAY_CORE = 0, 1
 FAST_CHUNKS = 8
 B2_DELAY_MS = 50
-STREAM_CHUNKS, STREAM_GAP_MS = 20, 20
+STREAM_CHUNKS, STREAM_GAP_MS = 50, 20
 STALL_FACTOR = 5
 SCENARIOS = {
     "mock": (0, FAST_CHUNKS, 0),  # B1 and B3 time to first token: no delay, no gap
@@ -89,17 +90,21 @@ class Plan:
     seconds: float = 5.0
     """Length of one ramp level."""
     b2_levels: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
-    b3_levels: tuple[int, ...] = (25, 50, 100, 200, 300, 400)
+    b3_levels: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 400)
     starts: int = 3
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(500, 50, 2.0, (16, 32, 64, 128, 256), (50, 100, 200, 300), 1)
+        return cls(500, 50, 3.0, (16, 32, 64, 128, 256), (10, 50, 100, 200, 300), 1)
+
+
+def mock_path(scenario: str) -> str:
+    delay, chunks, gap = SCENARIOS[scenario]
+    return f"/mock/{delay}/{chunks}/{gap}/v1"
 
 
 def mock_base(mock_port: int, scenario: str) -> str:
-    delay, chunks, gap = SCENARIOS[scenario]
-    return f"http://127.0.0.1:{mock_port}/mock/{delay}/{chunks}/{gap}/v1"
+    return f"http://127.0.0.1:{mock_port}{mock_path(scenario)}"
 
 
 @dataclass
@@ -114,12 +119,15 @@ class Gateway:
 
     def target(self, scenario: str, *, stream: bool) -> Target:
         if self.server is None:
-            path = mock_base(self.port, scenario).split(str(self.port), 1)[1] + "/chat/completions"
+            path = f"{mock_path(scenario)}/chat/completions"
             return Target.chat(self.name, self.port, path, "mock-model", token=self.token, stream=stream)
-        return Target.chat(self.name, self.port, "/v1/chat/completions", scenario, token=self.token, stream=stream)
+        return Target.chat(
+            self.name, self.port, "/v1/chat/completions", scenario, token=self.token, stream=stream
+        )
 
     def cpu_seconds(self) -> float:
-        return self.server.cpu_seconds() if self.server else 0.0
+        """CPU time of the gateway's processes; NaN for direct calls (nothing in between)."""
+        return self.server.cpu_seconds() if self.server else math.nan
 
     def count(self, replies: Sequence[Reply]) -> None:
         self.succeeded += sum(1 for reply in replies if reply.status == 200 and reply.error is None)
@@ -150,11 +158,14 @@ async def one_at_a_time_phase(
         by_name[name].count(warmup)
         if problems := failures(warmup, check):
             raise BenchError(f"{name} warm-up failed: {problems[0]}")
+    cpu = dict.fromkeys(clients, 0.0)
     order = list(clients)
     for number, start in enumerate(range(0, plan.requests, BLOCK)):
         shift = number % len(order)
         for name in order[shift:] + order[:shift]:
+            before = by_name[name].cpu_seconds()
             replies[name] += await one_at_a_time(clients[name], min(BLOCK, plan.requests - start))
+            cpu[name] += by_name[name].cpu_seconds() - before
     figures = {}
     for name, client in clients.items():
         client.close()
@@ -169,6 +180,7 @@ async def one_at_a_time_phase(
             "p50_ms": percentile_ms(values, 50),
             "p99_ms": percentile_ms(values, 99),
             "new_connections": client.connects,
+            "gateway_cpu_ms_per_call": 1000 * cpu[name] / len(replies[name]) if replies[name] else math.nan,
         }
     return figures
 
@@ -196,31 +208,39 @@ async def throughput_phase(gateway: Gateway, plan: Plan) -> list[dict[str, Any]]
                 "p50_ms": percentile_ms(latencies, 50),
                 "p99_ms": percentile_ms(latencies, 99),
                 "gateway_cpu_percent": 100 * cpu / (load.wall_ns / 1e9),
+                "gateway_cpu_ms_per_call": 1000 * cpu / len(load.replies) if load.replies else math.nan,
             }
         )
-        if problems or load.per_second < 0.8 * best:
-            break
-        best = max(best, load.per_second)
+        if problems or load.per_second < 1.1 * best:
+            break  # errors, or saturated: more clients no longer bring more requests per second
+        best = load.per_second
         await asyncio.sleep(0.5)
     return levels
 
 
 async def streams_phase(gateway: Gateway, plan: Plan) -> list[dict[str, Any]]:
-    """B3: concurrent streams, ramped until the first stall (p99 chunk gap or errors)."""
+    """B3: concurrent streams, ramped until the first stall.
+
+    A stall is any failed stream, or a 99th percentile wait above `STALL_FACTOR` × the mock's gap
+    between two chunks, or for the first chunk. Each client's first stream is left out of the
+    first-chunk figures: all clients open theirs at the same instant, a burst no real traffic has.
+    """
     target = gateway.target("mock-stream", stream=True)
     check = check_stream(content_text(STREAM_CHUNKS))
     threshold_ms = STALL_FACTOR * STREAM_GAP_MS
     levels: list[dict[str, Any]] = []
     for concurrency in plan.b3_levels:
         cpu = gateway.cpu_seconds()
-        load = await closed_loop(target, concurrency, max(plan.seconds, 2.0))
+        load = await closed_loop(
+            target, concurrency, max(plan.seconds, 3 * STREAM_CHUNKS * STREAM_GAP_MS / 1000)
+        )
         cpu = gateway.cpu_seconds() - cpu
         gateway.count(load.replies)
         problems = failures(load.replies, check)
         gaps = [gap for reply in load.replies for gap in reply.gaps_ns()]
-        ttfts = [reply.ttft_ns for reply in load.replies if reply.ttft_ns is not None]
-        gap_p99 = percentile_ms(gaps, 99)
-        stalled = bool(problems) or not gap_p99 <= threshold_ms
+        ttfts = [reply.ttft_ns for reply in load.replies if reply.ttft_ns is not None and reply.sequence > 0]
+        gap_p99, ttft_p99 = percentile_ms(gaps, 99), percentile_ms(ttfts, 99)
+        stalled = bool(problems) or not (gap_p99 <= threshold_ms and ttft_p99 <= threshold_ms)
         levels.append(
             {
                 "concurrency": concurrency,
@@ -231,8 +251,9 @@ async def streams_phase(gateway: Gateway, plan: Plan) -> list[dict[str, Any]]:
                 "gap_p99_ms": gap_p99,
                 "gap_max_ms": max(gaps, default=0) / 1e6,
                 "ttft_p50_ms": percentile_ms(ttfts, 50),
-                "ttft_p99_ms": percentile_ms(ttfts, 99),
+                "ttft_p99_ms": ttft_p99,
                 "chunks_per_second": len(gaps) / (load.wall_ns / 1e9),
+                "open_streams": sum(reply.latency_ns for reply in load.replies) / load.wall_ns,
                 "gateway_cpu_percent": 100 * cpu / (load.wall_ns / 1e9),
                 "stalled": stalled,
             }
@@ -270,11 +291,11 @@ def cold_start(
         server = start()
         seconds.append(server.wait_until_ok(port, health))
         time.sleep(1.0)
-        rss.append(server.rss_kib() / 1024)
+        rss.append(server.rss_kib() * 1024 / 1e6)
         if number < starts - 1:
             server.stop()
     assert server is not None
-    return server, {"seconds": seconds, "idle_rss_mib": rss, "processes": server.process_count()}
+    return server, {"seconds": seconds, "idle_rss_mb": rss, "processes": server.process_count()}
 
 
 def bench(plan: Plan, *, with_litellm: bool, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -297,7 +318,7 @@ def bench(plan: Plan, *, with_litellm: bool, workdir: Path, log: Callable[[str],
         log=workdir / "mock.log",
     )
     servers: list[Server] = [mock]
-    report: dict[str, Any] = {"b8": {}}
+    report: dict[str, Any] = {"b8": {}, "run": {"pinned": pin, "load_average_before": os.getloadavg()[0]}}
     try:
         wait_for_port(mock, mock_port)
         models = {scenario: mock_base(mock_port, scenario) for scenario in SCENARIOS}
@@ -356,10 +377,11 @@ def bench(plan: Plan, *, with_litellm: bool, workdir: Path, log: Callable[[str],
 
         for gateway in gateways:
             if gateway.server is not None:
-                report["b8"][gateway.name]["after_load_rss_mib"] = gateway.server.rss_kib() / 1024
+                report["b8"][gateway.name]["after_load_rss_mb"] = gateway.server.rss_kib() * 1024 / 1e6
         time.sleep(1.0)
         for server in servers[1:]:
             server.stop()  # our server flushes its usage writer on shutdown
+        report["run"]["load_average_after"] = os.getloadavg()[0]
         report["accounting"] = accounting(gateways, ours_dir, workdir / "litellm")
     finally:
         for server in reversed(servers):
@@ -383,7 +405,9 @@ def accounting(gateways: Sequence[Gateway], ours_dir: Path, litellm_dir: Path) -
     for gateway in gateways:
         if gateway.name == OURS:
             with sqlite3.connect(ours_dir / "llm-manager.db") as database:
-                rows = dict(database.execute("SELECT status, count(*) FROM usage_logs GROUP BY status").fetchall())
+                rows = dict(
+                    database.execute("SELECT status, count(*) FROM usage_logs GROUP BY status").fetchall()
+                )
                 spent = database.execute("SELECT sum(spent_usd) FROM budget_windows").fetchone()[0] or 0
             result[OURS] = {"answered": gateway.succeeded, "logged": rows, "budget_spent_usd": spent / 1e9}
         elif gateway.name == LITELLM:
@@ -395,7 +419,9 @@ def accounting(gateways: Sequence[Gateway], ours_dir: Path, litellm_dir: Path) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests, shorter ramps, one start (~2 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests, shorter ramps, one start (~2 min)"
+    )
     parser.add_argument("--skip-litellm", action="store_true", help="only direct and llm-manager")
     parser.add_argument("--requests", type=int, help="calls per target in B1 and B3-TTFT")
     parser.add_argument("--seconds", type=float, help="length of one ramp level")
@@ -404,9 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
     if args.requests:
-        plan = Plan(args.requests, plan.warmup, plan.seconds, plan.b2_levels, plan.b3_levels, plan.starts)
+        plan = replace(plan, requests=args.requests)
     if args.seconds:
-        plan = Plan(plan.requests, plan.warmup, args.seconds, plan.b2_levels, plan.b3_levels, plan.starts)
+        plan = replace(plan, seconds=args.seconds)
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -418,15 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BenchError, RuntimeError) as error:
         print(f"bench failed: {error} (working directory kept: {workdir})", file=sys.stderr)
         return 1
-    report["run"] = {
-        "plan": plan.__dict__,
-        "pinned": can_pin(),
+    report["run"] |= {
+        "plan": asdict(plan),
         "litellm": LITELLM_VERSION,
         "python": platform.python_version(),
-        "uvloop": uvloop.__version__,
+        "uvloop": version("uvloop"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "elapsed_s": round(time.perf_counter() - started, 1),
         "mock_gap_ms": STREAM_GAP_MS,
+        "mock_chunks": STREAM_CHUNKS,
         "stall_threshold_ms": STALL_FACTOR * STREAM_GAP_MS,
     }
     if args.keep:

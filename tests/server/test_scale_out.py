@@ -286,14 +286,6 @@ async def test_a_stream_is_cancelled_through_the_other_process(
     assert row.completion_tokens > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug in SecretsService.record_keys: it selects the known key ids, then inserts the missing "
-        "ones without ON CONFLICT, so the second of two processes starting at once on a database that "
-        "has not seen their key dies at start-up with a UniqueViolationError on pk_encryption_keys"
-    ),
-)
 async def test_processes_starting_together_record_a_new_key_once(shared_settings: dict[str, object]) -> None:
     """What every process does on start, twice at once with a key the database has not seen yet
     (a first deployment of several replicas, `serve --workers N`, or replicas restarted together

@@ -13,9 +13,11 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import utcnow
@@ -123,11 +125,16 @@ class SecretsService:
     async def record_keys(self) -> None:
         """Remember the ring's key ids; mark the primary; retire keys gone from the ring and unused."""
         async with self._database.session() as session:
+            # Several processes start at once on a fresh key: insert-if-missing, never a duplicate.
+            dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            now = utcnow()
+            await session.execute(
+                dialect.insert(EncryptionKey)
+                .values([{"key_id": key_id, "first_seen_at": now} for key_id in self.key_ring.key_ids])
+                .on_conflict_do_nothing()
+            )
             known = {row.key_id: row for row in (await session.scalars(select(EncryptionKey))).all()}
             for key_id in self.key_ring.key_ids:
-                if key_id not in known:
-                    known[key_id] = EncryptionKey(key_id=key_id)
-                    session.add(known[key_id])
                 known[key_id].retired_at = None
             known[self.key_ring.primary_key_id].last_primary_at = utcnow()
             counts = await self._counts(session)
