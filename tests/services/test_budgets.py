@@ -118,18 +118,22 @@ async def test_soft_budget_never_refuses_and_records_each_threshold_once(llm: LL
         await llm.chat("demo", "hi", context=context, max_tokens=10)
     events = await llm.budgets.events()
     assert sorted(event.threshold for event in events) == [50, 80, 100]
-    spent, spent_tokens, *_ = await _window(llm)
+    _, spent_tokens, *_ = await _window(llm)
     assert spent_tokens > 40
 
 
 async def test_token_and_configuration_budgets_apply_only_to_their_scope(llm: LLMManager) -> None:
     context = await _setup(llm)
     await llm.configurations.create(
-        ConfigurationCreate(slug="other", provider="demo", model="demo-chat", options={"delay_ms": 0}, **PRICED)
+        ConfigurationCreate(
+            slug="other", provider="demo", model="demo-chat", options={"delay_ms": 0}, **PRICED
+        )
     )
     issued: IssuedToken = await llm.tokens.create("shop")
     await llm.budgets.set(BudgetSpec(application="shop", configuration="other", period="day", limit_tokens=1))
-    await llm.budgets.set(BudgetSpec(application="shop", token=issued.token.prefix, period="day", limit_tokens=1))
+    await llm.budgets.set(
+        BudgetSpec(application="shop", token=issued.token.prefix, period="day", limit_tokens=1)
+    )
     await llm.chat("demo", "hi", context=context, max_tokens=2)  # neither budget applies
     with pytest.raises(BudgetExceededError):
         await llm.chat("other", "hi", context=context, max_tokens=2)
@@ -142,7 +146,9 @@ async def test_setting_a_scope_again_replaces_its_limits_and_keeps_spend(llm: LL
     context = await _setup(llm)
     first = await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=1000))
     await llm.chat("demo", "hi", context=context, max_tokens=3)
-    second = await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=2000, hard=False))
+    second = await llm.budgets.set(
+        BudgetSpec(application="shop", period="day", limit_tokens=2000, hard=False)
+    )
     assert second.id == first.id
     assert second.limit_tokens == 2000
     assert not second.hard
