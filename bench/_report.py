@@ -159,13 +159,13 @@ def _ratio_of(values: dict[str, float], top: str, bottom: str) -> str:
 
 
 def _lower(values: dict[str, float]) -> str:
-    """How many times lower ours is than LiteLLM's."""
+    """How many times lower (or higher) ours is than LiteLLM's."""
     ours, litellm = values.get(OURS), values.get(LITELLM)
-    if ours is None or litellm is None:
+    if ours is None or litellm is None or math.isnan(ours) or math.isnan(litellm):
         return ""
-    if ours <= 0:
-        return "ours ≤ 0"
-    return f"{litellm / ours:.1f}× lower"
+    if ours <= 0 or litellm <= 0:
+        return f"{ours:+.3g} vs {litellm:+.3g}"
+    return f"{litellm / ours:.1f}× lower" if ours <= litellm else f"{ours / litellm:.1f}× higher"
 
 
 def _met(ours: float | None, limit: float, litellm: float | None, factor: float) -> bool:
@@ -197,6 +197,8 @@ def _at(levels: list[dict[str, Any]], concurrency: int, key: str) -> float:
 def _number(value: float | None, unit: str) -> str:
     if value is None or math.isnan(value):
         return "—"
+    if unit == "MB":
+        return f"{value:.1f}"
     if unit in ("req/s", "streams", "") or abs(value) >= 100:
         return f"{value:,.0f}"
     if unit == "s":
@@ -301,7 +303,7 @@ def print_report(report: dict[str, Any], *, stderr: bool) -> None:
     )
     for name, figures in report["b8"].items():
         starts = ", ".join(f"{seconds:.2f}" for seconds in figures["seconds"])
-        rss = ", ".join(f"{mb:.0f}" for mb in figures["idle_rss_mb"])
+        rss = ", ".join(f"{mb:.1f}" for mb in figures["idle_rss_mb"])
         print_(
             f"B8 {name}: started in {starts} s; idle RSS {rss} MB over {figures['processes']} process(es); "
             f"{figures.get('after_load_rss_mb', math.nan):.0f} MB after the load"

@@ -290,7 +290,11 @@ def ensure_litellm(venv: Path, version: str = LITELLM_VERSION) -> Path:
 
 
 def litellm_files(directory: Path, models: dict[str, str]) -> Path:
-    """config.yaml (models, master key, global budget, the JSONL usage logger) in `directory`."""
+    """config.yaml (models with prices, the master key, the JSONL usage logger) in `directory`.
+
+    No budget: every LiteLLM budget (proxy-wide `max_budget`, per key, team or user) is read from
+    and written to its database, and without one LiteLLM enforces none of them.
+    """
     lines = ["model_list:"]
     for name, base_url in models.items():
         lines += [
@@ -305,8 +309,6 @@ def litellm_files(directory: Path, models: dict[str, str]) -> Path:
     lines += [
         "litellm_settings:",
         "  callbacks: usage_log.usage_logger",
-        "  max_budget: 1000000",
-        "  budget_duration: 1d",
         "general_settings:",
         f"  master_key: {LITELLM_MASTER_KEY}",
     ]

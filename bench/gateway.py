@@ -18,8 +18,9 @@ serve --workers 1`) and the LiteLLM proxy (`--num_workers 1`, a pinned version i
 
 With two cores, the mock and the load generator share core 0 and the gateway under test has core
 1 to itself; the gateway not being measured is stopped (SIGSTOP) during the throughput ramps.
-Both gateways authenticate every call, check a budget and log every call (see `_servers.py`).
-The run takes about 5 minutes (about 2 with `--quick`) and exits 1 only when something was wrong
+Both authenticate and log every call; ours also reserves and settles a budget on each, which
+LiteLLM cannot do without its database (see `_servers.py`).
+The run takes about 4–5 minutes (about 3 with `--quick`) and exits 1 only when something was wrong
 beyond performance: a gateway that never became healthy, or calls that were not all accounted.
 """
 
@@ -420,7 +421,7 @@ def accounting(gateways: Sequence[Gateway], ours_dir: Path, litellm_dir: Path) -
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="fewer requests, shorter ramps, one start (~2 min)"
+        "--quick", action="store_true", help="fewer requests, shorter ramps, one start (~3 min)"
     )
     parser.add_argument("--skip-litellm", action="store_true", help="only direct and llm-manager")
     parser.add_argument("--requests", type=int, help="calls per target in B1 and B3-TTFT")

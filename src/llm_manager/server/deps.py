@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from llm_manager.manager import LLMManager
 
 
-def get_manager(request: Request) -> LLMManager:
+async def get_manager(request: Request) -> LLMManager:
     manager: LLMManager = request.app.state.llm
     return manager
 
