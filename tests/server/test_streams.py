@@ -121,6 +121,9 @@ def test_creator_token_attaches_another_token_cannot(client: TestClient, gateway
     assert client.get(events_path, headers=gateway.headers(gateway.token("other-app"))).status_code == 404
     with client.stream("GET", events_path, headers=gateway.headers(creator)) as response:
         assert response.status_code == 200
+        # read to the end: TestClient may hang when a streaming response is left half-read
+        events = [event for event in _events(response.iter_lines()) if isinstance(event, dict)]
+    assert events[-1]["type"] == "done"
 
 
 def test_cancel_of_another_applications_stream_is_not_found(client: TestClient, gateway: Gateway) -> None:
