@@ -1,6 +1,6 @@
 """Two real server processes on one PostgreSQL database and one Redis behave as one gateway.
 
-Budgets, rate limits and stream cancels are enforced across processes: each test starts two
+Budgets, rate limits and stream cancels are enforced across processes: the tests start two
 `llm-manager serve` processes on a fresh database, sets data up through the library, and sends
 requests to both ports in turn.
 
