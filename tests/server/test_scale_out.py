@@ -68,23 +68,18 @@ def shared_settings(
 
 
 @pytest.fixture
-async def llm(shared_settings: dict[str, object]) -> AsyncIterator[LLMManager]:
-    """The library on the same database and Redis, opened before the servers start.
-
-    Opening migrates the database and records the encryption key, so the servers find both
-    done: two processes recording a new key at once can crash one of them (see
-    `test_processes_starting_together_record_a_new_key_once`).
-    """
-    async with LLMManager.open(Settings(**shared_settings)) as manager:  # type: ignore[arg-type]
-        yield manager
+def servers(shared_settings: dict[str, object], tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    """Two servers started together on the fresh database: they migrate it and record the
+    encryption key concurrently, as replicas of a first deployment do."""
+    with running_servers(2, shared_settings, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture
-def servers(
-    shared_settings: dict[str, object], llm: LLMManager, tmp_path: Path
-) -> Iterator[list[ServerProcess]]:
-    with running_servers(2, shared_settings, tmp_path) as started:
-        yield started
+async def llm(shared_settings: dict[str, object], servers: list[ServerProcess]) -> AsyncIterator[LLMManager]:
+    """The library on the same database and Redis, opened once the servers are ready."""
+    async with LLMManager.open(Settings(**shared_settings)) as manager:  # type: ignore[arg-type]
+        yield manager
 
 
 async def _issue(llm: LLMManager, application: str) -> str:
