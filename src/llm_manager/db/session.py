@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -56,3 +57,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in _SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def conflict_insert(session: AsyncSession, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say what to do on a conflict (`on_conflict_do_nothing` / `_do_update`).
+
+    Both engines spell it the same way, but through their own dialect's `insert`.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -17,12 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import new_id, utcnow
-from llm_manager.db.session import Database
+from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
 
 logger = logging.getLogger(__name__)
@@ -240,12 +239,12 @@ async def write_batch(database: Database, batch: Sequence[Record]) -> None:
     async with database.session() as session:
         if usage:
             await session.execute(insert(UsageLog), usage)
-            await _upsert_rollups(session, usage, dialect=database.engine.dialect.name)
+            await _upsert_rollups(session, usage)
         if metrics:
             await session.execute(insert(CustomMetric), metrics)
 
 
-async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]], *, dialect: str) -> None:
+async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     totals: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (
@@ -270,9 +269,8 @@ async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]],
         if row["ttft_ms"] is not None:
             total["ttft_ms_sum"] += row["ttft_ms"]
             total["ttft_count"] += 1
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     for values in totals.values():
-        statement = dialect_insert(UsageDaily).values(**values)
+        statement = conflict_insert(session, UsageDaily).values(**values)
         counters = {
             name: getattr(UsageDaily, name) + statement.excluded[name]
             for name in values

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.session import Database
-from llm_manager.db.tables import Application
+from llm_manager.db.tables import Application, LLMConfiguration
 from llm_manager.errors import ConflictError, InvalidInputError, NotFoundError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
@@ -48,7 +49,7 @@ class ApplicationService:
     ) -> ApplicationView:
         if not _NAME.match(name):
             raise InvalidInputError("name: 1-100 letters, digits, spaces, '.', '-' or '_'", field="name")
-        _check_limits(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
+        check_limits(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
         row = Application(name=name, description=description, rpm_limit=rpm_limit, tpm_limit=tpm_limit)
         try:
             async with self._database.session() as session:
@@ -95,15 +96,16 @@ class ApplicationService:
             if is_active is not None:
                 row.is_active = is_active
             if not isinstance(rpm_limit, _Unset):
-                _check_limits(rpm_limit=rpm_limit)
+                check_limits(rpm_limit=rpm_limit)
                 row.rpm_limit = rpm_limit
             if not isinstance(tpm_limit, _Unset):
-                _check_limits(tpm_limit=tpm_limit)
+                check_limits(tpm_limit=tpm_limit)
                 row.tpm_limit = tpm_limit
         return _view(row)
 
 
-def _check_limits(**limits: int | None) -> None:
+def check_limits(**limits: int | None) -> None:
+    """Rate limits are at least 1 per minute; None means no limit."""
     for field, limit in limits.items():
         if limit is not None and limit < 1:
             raise InvalidInputError(f"{field} must be at least 1", field=field)
@@ -119,3 +121,21 @@ def _view(row: Application) -> ApplicationView:
         tpm_limit=row.tpm_limit,
         created_at=row.created_at,
     )
+
+
+async def application_named(session: AsyncSession, name: str, *, scope: int | None = None) -> Application:
+    """An application by name; with `scope`, any other application does not exist either."""
+    app = await session.scalar(select(Application).where(Application.name == name))
+    if app is None or (scope is not None and app.id != scope):
+        raise NotFoundError(f"application {name!r} not found")
+    return app
+
+
+async def visible_configuration_id(
+    session: AsyncSession, slug: str, application_id: int, *, field: str
+) -> int:
+    """The id of a configuration the application may use (global or its own); others are not found."""
+    row = await session.scalar(select(LLMConfiguration).where(LLMConfiguration.slug == slug))
+    if row is None or row.application_id not in (None, application_id):
+        raise InvalidInputError(f"configuration {slug!r} not found", field=field)
+    return row.id

@@ -26,14 +26,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import BigInteger, ColumnElement, and_, or_, select, type_coerce, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import utcnow
-from llm_manager.db.session import Database
+from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import ApiToken, Application, Budget, BudgetEvent, BudgetWindow, LLMConfiguration
 from llm_manager.errors import BudgetExceededError, InvalidInputError, NotFoundError
 from llm_manager.providers._wire import estimate_tokens
+from llm_manager.services.applications import application_named, visible_configuration_id
 from llm_manager.services.calls import Admission, ChatCall, ProviderFactory
 from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.services.pricing import Pricing
@@ -178,8 +178,12 @@ class BudgetService:
     async def set(self, spec: BudgetSpec, *, application_id: int | None = None) -> BudgetView:
         """Create the budget for this scope and period, or replace its limits (spend is kept)."""
         async with self._database.session() as session:
-            app = await _application(session, spec.application, application_id)
-            configuration_id = await _configuration_id(session, spec.configuration, app.id)
+            app = await application_named(session, spec.application, scope=application_id)
+            configuration_id = (
+                await visible_configuration_id(session, spec.configuration, app.id, field="configuration")
+                if spec.configuration
+                else None
+            )
             token_id = await _token_id(session, spec.token, app.id)
             budget = await session.scalar(
                 select(Budget).where(
@@ -255,7 +259,7 @@ class BudgetService:
         length) over a short prompt, priced like a real reservation.
         """
         async with self._database.session() as session:
-            app = await _application(session, application, application_id)
+            app = await application_named(session, application, scope=application_id)
             token_id = await _token_id(session, token, app.id)
             budgets = await _applicable(
                 session, app.id, configuration.id if configuration else None, token_id
@@ -438,9 +442,7 @@ async def _applicable(
 async def _ensure_windows(session: AsyncSession, holds: Sequence[_Hold]) -> None:
     """Create missing windows first: the first statement writes, so SQLite takes its lock at once."""
     rows = [{"budget_id": hold.budget.id, "window_start": hold.start} for hold in holds]
-    module: Any = postgresql if _dialect(session) == "postgresql" else sqlite
-    statement = module.insert(BudgetWindow).values(rows).on_conflict_do_nothing()
-    await session.execute(statement)
+    await session.execute(conflict_insert(session, BudgetWindow).values(rows).on_conflict_do_nothing())
 
 
 async def _try_reserve(session: AsyncSession, hold: _Hold) -> bool:
@@ -478,7 +480,6 @@ async def _record_alerts(session: AsyncSession, hold: _Hold, *, spent_nanos: int
     reached = [threshold for threshold in THRESHOLDS if max(fractions) * 100 >= threshold]
     if not reached:
         return
-    module: Any = postgresql if _dialect(session) == "postgresql" else sqlite
     rows = [
         {
             "budget_id": budget.id,
@@ -489,7 +490,7 @@ async def _record_alerts(session: AsyncSession, hold: _Hold, *, spent_nanos: int
         }
         for threshold in reached
     ]
-    await session.execute(module.insert(BudgetEvent).values(rows).on_conflict_do_nothing())
+    await session.execute(conflict_insert(session, BudgetEvent).values(rows).on_conflict_do_nothing())
 
 
 def _window(hold: _Hold) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
@@ -546,23 +547,6 @@ def _nanos(amount: Decimal | None) -> int:
     return int((Decimal(amount or 0) * _NANOS).to_integral_value())
 
 
-async def _application(session: AsyncSession, name: str, application_id: int | None) -> Application:
-    """An application by name; outside the caller's own application it does not exist."""
-    app = await session.scalar(select(Application).where(Application.name == name))
-    if app is None or (application_id is not None and app.id != application_id):
-        raise NotFoundError(f"application {name!r} not found")
-    return app
-
-
-async def _configuration_id(session: AsyncSession, slug: str | None, application_id: int) -> int | None:
-    if not slug:
-        return None
-    row = await session.scalar(select(LLMConfiguration).where(LLMConfiguration.slug == slug))
-    if row is None or row.application_id not in (None, application_id):
-        raise InvalidInputError(f"configuration {slug!r} not found", field="configuration")
-    return row.id
-
-
 async def _token_id(session: AsyncSession, prefix: str | None, application_id: int) -> int | None:
     if not prefix:
         return None
@@ -579,8 +563,3 @@ async def _budget(session: AsyncSession, budget_id: int, application_id: int | N
     if budget is None or (application_id is not None and budget.application_id != application_id):
         raise NotFoundError(f"budget {budget_id} not found")
     return budget
-
-
-def _dialect(session: AsyncSession) -> str:
-    bind = session.get_bind()
-    return bind.dialect.name

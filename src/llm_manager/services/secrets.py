@@ -13,15 +13,13 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import utcnow
-from llm_manager.db.session import Database
+from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import EncryptionKey, LLMConfiguration
 from llm_manager.errors import SecretError, SettingsError
 from llm_manager.settings import Settings
@@ -126,10 +124,9 @@ class SecretsService:
         """Remember the ring's key ids; mark the primary; retire keys gone from the ring and unused."""
         async with self._database.session() as session:
             # Several processes start at once on a fresh key: insert-if-missing, never a duplicate.
-            dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             now = utcnow()
             await session.execute(
-                dialect.insert(EncryptionKey)
+                conflict_insert(session, EncryptionKey)
                 .values([{"key_id": key_id, "first_seen_at": now} for key_id in self.key_ring.key_ids])
                 .on_conflict_do_nothing()
             )

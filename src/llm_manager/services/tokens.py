@@ -29,6 +29,7 @@ from llm_manager.db.base import utcnow
 from llm_manager.db.session import Database
 from llm_manager.db.tables import ApiToken, Application, LLMConfiguration
 from llm_manager.errors import InvalidInputError, NotFoundError, UnauthenticatedError
+from llm_manager.services.applications import application_named, check_limits, visible_configuration_id
 from llm_manager.services.calls import CallContext
 from llm_manager.types import RateLimits
 
@@ -140,15 +141,13 @@ class TokenService:
             )
         if expires_at is not None and (expires_at.tzinfo is None or expires_at <= utcnow()):
             raise InvalidInputError("expires_at must be a future time with a time zone", field="expires_at")
-        for field, limit in (("rpm_limit", rpm_limit), ("tpm_limit", tpm_limit)):
-            if limit is not None and limit < 1:
-                raise InvalidInputError(f"{field} must be at least 1", field=field)
+        check_limits(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
         if len(name) > 100:
             raise InvalidInputError("name: at most 100 characters", field="name")
         prefix = f"llmm_{secrets.token_hex(4)}"
         secret = f"{prefix}_{secrets.token_urlsafe(32)}"
         async with self._database.session() as session:
-            app = await _application(session, application)
+            app = await application_named(session, application)
             configuration_ids = (
                 None if configurations is None else await _configuration_ids(session, configurations, app.id)
             )
@@ -246,22 +245,12 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def _application(session: AsyncSession, name: str) -> Application:
-    app = await session.scalar(select(Application).where(Application.name == name))
-    if app is None:
-        raise NotFoundError(f"application {name!r} not found")
-    return app
-
-
 async def _configuration_ids(session: AsyncSession, slugs: Sequence[str], application_id: int) -> list[int]:
     """Ids of the named configurations, each one visible to the application (global or its own)."""
-    ids = []
-    for slug in dict.fromkeys(slugs):
-        row = await session.scalar(select(LLMConfiguration).where(LLMConfiguration.slug == slug))
-        if row is None or row.application_id not in (None, application_id):
-            raise InvalidInputError(f"configuration {slug!r} not found", field="configurations")
-        ids.append(row.id)
-    return ids
+    return [
+        await visible_configuration_id(session, slug, application_id, field="configurations")
+        for slug in dict.fromkeys(slugs)
+    ]
 
 
 async def _find(
