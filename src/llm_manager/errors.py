@@ -12,7 +12,8 @@ LLMManagerError
 ├── PermissionDeniedError          the caller may not do this (a token outside its scope)
 ├── GuardRefusedError              a guard refused the call before any money was spent
 │   ├── BudgetExceededError        a hard budget would be overrun (or cannot be checked)
-│   └── RateLimitExceededError     requests or tokens per minute used up
+│   ├── RateLimitExceededError     requests or tokens per minute used up
+│   └── SignInThrottledError       too many failed sign-ins for an account or an address
 └── ProviderError                  an upstream API failed; `retryable` says if trying again may help
     ├── AuthenticationError        key missing, wrong or revoked (401/403)
     ├── RateLimitedError           429 with an optional `retry_after`
@@ -92,6 +93,10 @@ class BudgetExceededError(GuardRefusedError):
 
 class RateLimitExceededError(GuardRefusedError):
     code = "rate_limit_exceeded"
+
+
+class SignInThrottledError(GuardRefusedError):
+    code = "too_many_sign_in_attempts"
 
 
 class ProviderError(LLMManagerError):

@@ -15,6 +15,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ from llm_manager.errors import InvalidInputError
 from llm_manager.providers._wire import HttpTimeouts, new_http_client
 from llm_manager.providers.registry import ProviderRegistry
 from llm_manager.services.accounting import UsageRecord, UsageWriter
+from llm_manager.services.accounts import AccountService, Passwords, ensure_default_roles
+from llm_manager.services.activity import ActivityService
 from llm_manager.services.applications import ApplicationService
 from llm_manager.services.budgets import BudgetGuard, BudgetService
 from llm_manager.services.calls import CallContext, ChatCall, Guard, ProviderFactory, RetryPolicy
@@ -41,6 +44,7 @@ from llm_manager.services.stats import StatsService
 from llm_manager.services.streams import MemoryStreamBoard, RedisStreamBoard, StreamBoard
 from llm_manager.services.tokens import TokenService
 from llm_manager.services.usage import UsageService
+from llm_manager.services.web_sessions import SessionService
 from llm_manager.settings import Settings, load_settings
 from llm_manager.types import (
     ChatResult,
@@ -73,6 +77,9 @@ class Services:
     tokens: TokenService
     budgets: BudgetService
     stats: StatsService
+    accounts: AccountService
+    sessions: SessionService
+    activity: ActivityService
     streams: StreamBoard = dataclasses.field(default_factory=MemoryStreamBoard)
     redis: Redis | None = None
     """Shared by every process of a deployment when `LLM_MANAGER_REDIS_URL` is set."""
@@ -113,6 +120,7 @@ class LLMManager:
         streams: StreamBoard = (
             RedisStreamBoard(redis, settings.redis_prefix) if redis is not None else MemoryStreamBoard()
         )
+        services: Services | None = None
         try:
             await upgrade_to_head(database)
             services = _wire_services(
@@ -120,11 +128,15 @@ class LLMManager:
             )
             services = replace(services, redis=redis, streams=streams)
             await services.secrets.record_keys()
+            await ensure_default_roles(database)
             await streams.start()
+            await services.tokens.invalidations.start(redis, settings.redis_prefix)
             writer.start()
             yield cls(settings, services)
         finally:
             await writer.close()
+            if services is not None:
+                await services.tokens.invalidations.aclose()
             await streams.aclose()
             await rates.aclose()
             if redis is not None:
@@ -278,7 +290,9 @@ def _wire_services(
     providers = ProviderFactory(registry, http)
     configurations = ConfigurationService(database, key_ring, registry)
     pricing = Pricing()
-    budgets = BudgetService(database, pricing, providers)
+    passwords = Passwords()
+    tokens = TokenService(database)
+    budgets = BudgetService(database, pricing, providers, writer=writer, invalidations=tokens.invalidations)
     chat = ChatService(
         configurations=configurations,
         providers=providers,
@@ -301,9 +315,12 @@ def _wire_services(
         usage=UsageService(database, writer),
         metrics=MetricService(database, writer),
         secrets=SecretsService(database, key_ring),
-        tokens=TokenService(database),
+        tokens=tokens,
         budgets=budgets,
         stats=StatsService(database),
+        accounts=AccountService(database, passwords),
+        sessions=SessionService(database, passwords, max_age=timedelta(seconds=settings.session_max_age)),
+        activity=ActivityService(database),
     )
 
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = 20.0
     """On SIGTERM, how long open streams may run on before they are ended with an `error` event."""
+    session_max_age: Annotated[int, Field(ge=300, le=30 * 86400)] = 12 * 3600
+    """Seconds an admin UI sign-in lasts; sign-out, a password change or deactivation end it sooner."""
     sse_heartbeat: Annotated[float, Field(gt=0, le=300)] = 15.0
     """Seconds of silence after which a native SSE stream sends a comment, keeping proxies open."""
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from llm_manager.cli import apps, budgets, config, keys, metrics, tokens
+from llm_manager.cli import apps, budgets, config, keys, metrics, tokens, users
 from llm_manager.cli._runtime import consoles, fail, money, parse_pairs, print_json, run
 from llm_manager.cli.rendering import result_summary, usage_table
 from llm_manager.errors import LLMManagerError
@@ -34,6 +34,7 @@ app.add_typer(metrics.app, name="metrics")
 app.add_typer(apps.app, name="apps")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(budgets.app, name="budgets")
+app.add_typer(users.app, name="users")
 
 
 class CallStatusChoice(StrEnum):
@@ -49,7 +50,13 @@ ParamOption = Annotated[
 
 
 @app.command()
-def init() -> None:
+def init(
+    admin_email: Annotated[
+        str | None,
+        typer.Option(help="Also create this super-admin for the admin UI (password prompted) if missing."),
+    ] = None,
+    password_stdin: users.PasswordStdin = False,
+) -> None:
     """Create the data directory, the encryption key and the database, and seed the demo configuration."""
     out, err = consoles()
     try:
@@ -62,7 +69,25 @@ def init() -> None:
     out.print(f"Database ready: {settings.database_url}")
     if created:
         out.print(f"Seeded configurations: {', '.join(created)}")
+    if admin_email:
+        _ensure_admin(admin_email, password_stdin)
     out.print('Try it: [bold]llm-manager chat demo "hello"[/]')
+
+
+def _ensure_admin(email: str, password_stdin: bool) -> None:
+    """Create the first super-admin; an existing account is left as it is (init runs on every `make run`)."""
+    out = consoles()[0]
+    existing = run(lambda llm: llm.services.accounts.list_users())
+    if any(user.email == email.strip().lower() for user in existing):
+        out.print(f"Admin user {email} exists; sign in at /admin.")
+        return
+    password = users.read_password(password_stdin)
+    run(
+        lambda llm: llm.services.accounts.create_user(
+            email, password, name="Administrator", roles=["super-admin"]
+        )
+    )
+    out.print(f"Created super-admin [bold]{email}[/]; sign in at /admin.")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from llm_manager.manager import LLMManager
-from llm_manager.server import api, docs, errors, health, observability, openai_api, streams
+from llm_manager.server import admin, api, docs, errors, health, observability, openai_api, streams
 from llm_manager.server.lifecycle import DrainMiddleware, Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.lifecycle = lifecycle
     app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
-    errors.install(app)
+    errors.install(app, is_page=admin.is_admin_page, page=admin.error_page)
     app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(openai_api.router)
@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(docs.router)
     docs.mount_static(app)
+    admin.install(app)
     return app

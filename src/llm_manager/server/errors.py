@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 from fastapi import FastAPI, Request
@@ -79,9 +81,33 @@ def error_response(error: LLMManagerError) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-async def _llm_manager_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, LLMManagerError)
-    return error_response(error)
+PageErrors = Callable[[Request, int, str, Exception | None], Response]
+"""Renders an error as an HTML page, for requests `is_page` says belong to the admin UI."""
+
+
+@dataclass(frozen=True)
+class _Handlers:
+    is_page: Callable[[Request], bool]
+    page: PageErrors
+
+    async def llm_manager_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, LLMManagerError)
+        if self.is_page(request):
+            return self.page(request, classify(error)[0], str(error), error)
+        return error_response(error)
+
+    async def validation_error(self, request: Request, error: Exception) -> Response:
+        response = await _validation_error(request, error)
+        if self.is_page(request):
+            message = orjson.loads(response.body)["error"]["message"]
+            return self.page(request, 400, message, error)
+        return response
+
+    async def http_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if self.is_page(request):
+            return self.page(request, error.status_code, str(error.detail), error)
+        return await _http_error(request, error)
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -111,8 +137,10 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return Response(body, status_code=500, media_type="application/json")
 
 
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(LLMManagerError, _llm_manager_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+def install(app: FastAPI, *, is_page: Callable[[Request], bool], page: PageErrors) -> None:
+    """One error shape for the APIs; pages (the admin UI) get theirs rendered by `page`."""
+    handlers = _Handlers(is_page, page)
+    app.add_exception_handler(LLMManagerError, handlers.llm_manager_error)
+    app.add_exception_handler(RequestValidationError, handlers.validation_error)
+    app.add_exception_handler(HTTPException, handlers.http_error)
     app.add_exception_handler(Exception, _unexpected)

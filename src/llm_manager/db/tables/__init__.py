@@ -1,5 +1,14 @@
 """ORM tables, one module per domain. Importing this package registers every table on `Base`."""
 
+from llm_manager.db.tables.accounts import (
+    ActivityEntry,
+    LoginFailure,
+    Role,
+    RolePermission,
+    User,
+    UserRole,
+    WebSession,
+)
 from llm_manager.db.tables.applications import Application
 from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetWindow
 from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
@@ -9,6 +18,7 @@ from llm_manager.db.tables.tokens import ApiToken
 from llm_manager.db.tables.usage import UsageDaily, UsageLog
 
 __all__ = [
+    "ActivityEntry",
     "ApiToken",
     "Application",
     "Budget",
@@ -18,7 +28,13 @@ __all__ = [
     "CustomMetric",
     "EncryptionKey",
     "LLMConfiguration",
+    "LoginFailure",
     "ProviderModelCache",
+    "Role",
+    "RolePermission",
     "UsageDaily",
     "UsageLog",
+    "User",
+    "UserRole",
+    "WebSession",
 ]
