@@ -98,6 +98,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         retry_max_wait=5,
         first_byte_timeout=5,
         idle_timeout=5,
+        password_hash_memory_kib=1024,  # the suite hashes many passwords; production keeps 64 MiB
+        password_hash_time_cost=1,
     )
 
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from argon2 import PasswordHasher
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from redis.asyncio import Redis
 
@@ -290,7 +291,11 @@ def _wire_services(
     providers = ProviderFactory(registry, http)
     configurations = ConfigurationService(database, key_ring, registry)
     pricing = Pricing()
-    passwords = Passwords()
+    passwords = Passwords(
+        PasswordHasher(
+            memory_cost=settings.password_hash_memory_kib, time_cost=settings.password_hash_time_cost
+        )
+    )
     tokens = TokenService(database)
     budgets = BudgetService(database, pricing, providers, writer=writer, invalidations=tokens.invalidations)
     chat = ChatService(

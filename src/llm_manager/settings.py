@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """On SIGTERM, how long open streams may run on before they are ended with an `error` event."""
     session_max_age: Annotated[int, Field(ge=300, le=30 * 86400)] = 12 * 3600
     """Seconds an admin UI sign-in lasts; sign-out, a password change or deactivation end it sooner."""
+    password_hash_memory_kib: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 65536
+    """Argon2id memory per password hash; the default (64 MiB) is argon2-cffi's, above OWASP's 19 MiB."""
+    password_hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
     sse_heartbeat: Annotated[float, Field(gt=0, le=300)] = 15.0
     """Seconds of silence after which a native SSE stream sends a comment, keeping proxies open."""
 

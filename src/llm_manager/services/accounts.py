@@ -266,7 +266,7 @@ class AccountService:
                 role = Role(name=name, description=description.strip())
                 session.add(role)
                 await session.flush()
-                session.add_all(RolePermission(role_id=role.id, permission=name) for name in chosen)
+                session.add_all(RolePermission(role_id=role.id, permission=granted) for granted in chosen)
                 return _role_view(role, chosen, 0)
         except IntegrityError:
             raise ConflictError(f"role {name!r} already exists") from None

@@ -113,7 +113,6 @@ class SessionService:
                 raise UnauthenticatedError("not signed in")
             web_session, user = row
             if web_session.expires_at <= now or not user.is_active:
-                await session.delete(web_session)
                 raise UnauthenticatedError("your session has ended; sign in again")
             if now - web_session.last_seen_at >= _SEEN_EVERY:
                 web_session.last_seen_at = now

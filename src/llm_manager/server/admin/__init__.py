@@ -9,14 +9,38 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from llm_manager.server.admin import dashboard, login
+from llm_manager.server.admin import (
+    activity,
+    applications,
+    budgets,
+    configurations,
+    console,
+    dashboard,
+    keys,
+    login,
+    statistics,
+    usage,
+    users,
+)
 from llm_manager.server.admin._assets import Assets
 from llm_manager.server.admin._errors import error_page, is_admin_page
 from llm_manager.server.admin._pages import Pages
 from llm_manager.server.admin._security import AdminSecurityHeaders
 from llm_manager.server.admin._session import csrf_guard
 
-PAGE_ROUTERS = (login.router, dashboard.router)
+PAGE_ROUTERS = (
+    login.router,
+    dashboard.router,
+    configurations.router,
+    console.router,
+    usage.router,
+    statistics.router,
+    budgets.router,
+    applications.router,
+    users.router,
+    keys.router,
+    activity.router,
+)
 
 
 def router() -> APIRouter:
