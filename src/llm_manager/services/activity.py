@@ -9,6 +9,7 @@ from sqlalchemy import select, tuple_
 
 from llm_manager.db.session import Database
 from llm_manager.db.tables import ActivityEntry
+from llm_manager.errors import InvalidInputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,6 +22,7 @@ class Actor:
 
 
 CLI = Actor(name="cli")
+_BAD_CURSOR = "before: not a cursor this page gave out; start again from the newest entries"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,20 +73,29 @@ class ActivityService:
             select(ActivityEntry).order_by(ActivityEntry.at.desc(), ActivityEntry.id.desc()).limit(limit + 1)
         )
         if action:
-            query = query.where(ActivityEntry.action.startswith(action))
+            query = query.where(ActivityEntry.action.startswith(action, autoescape=True))
         if actor:
             query = query.where(ActivityEntry.actor == actor)
         if before:
-            at, _, entry_id = before.partition("_")
-            query = query.where(
-                tuple_(ActivityEntry.at, ActivityEntry.id) < (datetime.fromisoformat(at), int(entry_id))
-            )
+            query = query.where(tuple_(ActivityEntry.at, ActivityEntry.id) < parse_cursor(before))
         async with self._database.session() as session:
             rows = list((await session.scalars(query)).all())
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = f"{rows[-1].at.isoformat()}_{rows[-1].id}" if more and rows else None
         return ActivityPage(entries=[_view(row) for row in rows], next_cursor=cursor)
+
+
+def parse_cursor(before: str) -> tuple[datetime, int]:
+    """The (at, id) a `next_cursor` names; anything else is the caller's mistake, not a crash."""
+    at, _, entry_id = before.partition("_")
+    try:
+        moment, number = datetime.fromisoformat(at), int(entry_id)
+    except ValueError:
+        raise InvalidInputError(_BAD_CURSOR, field="before") from None
+    if moment.tzinfo is None:
+        raise InvalidInputError(_BAD_CURSOR, field="before")
+    return moment, number
 
 
 def _view(row: ActivityEntry) -> ActivityView:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,6 +171,30 @@ class ResolvedConfiguration:
         return f"ResolvedConfiguration(slug={self.slug!r}, provider={self.provider!r}, model={self.model!r})"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProviderType:
+    """A provider type as a form needs it: its name and which connection fields it takes."""
+
+    name: str
+    label: str
+    default_base_url: str
+    takes_base_url: bool
+    """Every provider but the demo talks to a server somewhere."""
+    requires_api_key: bool
+    takes_api_key: bool
+    """Whether a key is sent at all; some (a local Ollama) take one but need none."""
+    supports_streaming: bool
+    is_demo: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigurationPage:
+    """One page of a filtered listing, and how many configurations matched in all."""
+
+    items: list[ConfigurationView]
+    total: int
+
+
 def _invalidating(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Clear the resolution cache before a change and again after it has committed."""
 
@@ -295,6 +319,70 @@ class ConfigurationService:
                 )
             rows = (await session.scalars(query)).all()
             return [await self._view(session, row) for row in rows]
+
+    async def search(
+        self,
+        *,
+        text: str = "",
+        provider: str | None = None,
+        application: str | None = None,
+        global_only: bool = False,
+        active: bool | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> ConfigurationPage:
+        """A filtered page for the admin list: `text` matches slug, name or model, any case.
+
+        An unknown application matches nothing (a filter, not an input to refuse).
+        """
+        query = select(LLMConfiguration)
+        if text:
+            needle = text.lower()
+            query = query.where(
+                or_(
+                    *(
+                        func.lower(column).contains(needle, autoescape=True)
+                        for column in (LLMConfiguration.slug, LLMConfiguration.name, LLMConfiguration.model)
+                    )
+                )
+            )
+        if provider:
+            query = query.where(LLMConfiguration.provider == provider)
+        if global_only:
+            query = query.where(LLMConfiguration.application_id.is_(None))
+        elif application:
+            query = query.where(
+                LLMConfiguration.application_id.in_(
+                    select(Application.id).where(Application.name == application)
+                )
+            )
+        if active is not None:
+            query = query.where(LLMConfiguration.is_active.is_(active))
+        async with self._database.session() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = (
+                await session.scalars(
+                    query.order_by(LLMConfiguration.slug).offset(max(offset, 0)).limit(max(limit, 1))
+                )
+            ).all()
+            return ConfigurationPage(items=[await self._view(session, row) for row in rows], total=total)
+
+    def provider_types(self) -> list[ProviderType]:
+        """Every registered provider type with the connection fields it takes, for forms."""
+        types = (self._registry.get(name) for name in self._registry.names())
+        return [
+            ProviderType(
+                name=provider.name,
+                label=provider.label,
+                default_base_url=provider.default_base_url,
+                takes_base_url=not provider.is_demo,
+                requires_api_key=provider.requires_api_key,
+                takes_api_key=not provider.is_demo,
+                supports_streaming=provider.supports_streaming,
+                is_demo=provider.is_demo,
+            )
+            for provider in types
+        ]
 
     async def usable(self, *, application_id: int | None) -> list[ConfigurationView]:
         """Active configurations a caller of this application may name: global ones and its own."""

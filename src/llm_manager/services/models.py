@@ -27,3 +27,7 @@ class ModelDiscovery:
         models = await self._providers.build(configuration).list_models()
         await self._configurations.store_models(slug, models)
         return models
+
+    async def cached(self, slug: str) -> list[ModelInfo] | None:
+        """The cached list while it is fresh, never asking the upstream (pages that must not wait)."""
+        return await self._configurations.cached_models(slug, self._ttl)

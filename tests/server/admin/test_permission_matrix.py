@@ -7,13 +7,14 @@ file — and a route that forgets to declare its permission fails `test_every_pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from llm_manager.manager import LLMManager
 from llm_manager.server.admin._session import Needs
@@ -26,10 +27,22 @@ UNGATED_PREFIXES = ("/admin/static/", "/admin/account/")
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]+)?\}")
 
 
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every `APIRoute`, also inside included routers (FastAPI ≥ 0.16x keeps them as `_IncludedRouter`).
+
+    The admin routers have no prefix of their own, so a route's path is its full path.
+    """
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (router := getattr(route, "original_router", None)) is not None:
+            yield from _api_routes(router.routes)
+
+
 def admin_routes(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
     """(method, path, permission) for every admin route; permission None when none is declared."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith("/admin"):
+    for route in _api_routes(app.routes):
+        if not route.path.startswith("/admin"):
             continue
         if route.path in UNGATED or route.path.startswith(UNGATED_PREFIXES):
             continue
@@ -60,7 +73,9 @@ def _allowed(role: str, permission: str) -> bool:
 
 
 def test_every_admin_page_declares_its_permission(admin: Admin) -> None:
-    missing = [f"{method} {path}" for method, path, permission in admin_routes(admin.gateway.app) if not permission]
+    missing = [
+        f"{method} {path}" for method, path, permission in admin_routes(admin.gateway.app) if not permission
+    ]
     assert not missing, f"admin routes without a Needs(...) permission: {missing}"
 
 
