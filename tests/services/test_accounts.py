@@ -95,7 +95,9 @@ async def test_sessions_store_only_a_hash_and_end_on_password_change(llm: LLMMan
     stored = {view.id for view in await llm.services.sessions.list_for(user.id)}
     assert first.cookie not in stored
     assert len(stored) == 2
-    await llm.services.accounts.set_password(user.id, "another long password", keep_session=first.user.session_id)
+    await llm.services.accounts.set_password(
+        user.id, "another long password", keep_session=first.user.session_id
+    )
     assert (await llm.services.sessions.resolve(first.cookie)).user_id == user.id
     with pytest.raises(UnauthenticatedError):
         await llm.services.sessions.resolve(second.cookie)

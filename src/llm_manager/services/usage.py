@@ -26,6 +26,14 @@ class UsageFilter:
     provider: str | None = None
     model: str | None = None
     status: str | None = None
+    operation: str | None = None
+    """`chat`, `stream`, `embed`, `test`, `console`, ..."""
+    user_id: str | None = None
+    """The end user or signed-in operator recorded on the call."""
+
+
+OPERATIONS = ("chat", "stream", "embed", "test", "console")
+"""The operations the pipeline records today (surfaces name theirs on `ChatCall.operation`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +60,11 @@ class UsageRow:
     finish_reason: str | None
     attempts: int
     response_chars: int
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    api_token_id: int | None = None
+    user_id: str | None = None
+    conversation_id: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -128,6 +141,10 @@ def _filtered(query: Select[UsageLog], filters: UsageFilter) -> Select[UsageLog]
         query = query.where(UsageLog.model == filters.model)
     if filters.status:
         query = query.where(UsageLog.status == filters.status)
+    if filters.operation:
+        query = query.where(UsageLog.operation == filters.operation)
+    if filters.user_id:
+        query = query.where(UsageLog.user_id == filters.user_id)
     return query
 
 
@@ -167,4 +184,9 @@ def _row(row: UsageLog) -> UsageRow:
         finish_reason=row.finish_reason,
         attempts=row.attempts,
         response_chars=row.response_chars,
+        cache_write_tokens=row.cache_write_tokens,
+        reasoning_tokens=row.reasoning_tokens,
+        api_token_id=row.api_token_id,
+        user_id=row.user_id,
+        conversation_id=row.conversation_id,
     )
