@@ -132,6 +132,7 @@ class ConfigurationView:
     provider: str
     provider_label: str
     is_demo: bool
+    supports_streaming: bool
     model: str
     base_url: str | None
     has_api_key: bool
@@ -538,6 +539,7 @@ class ConfigurationService:
             provider=row.provider,
             provider_label=provider.label if provider else row.provider,
             is_demo=bool(provider and provider.is_demo),
+            supports_streaming=bool(provider and provider.supports_streaming),
             model=row.model,
             base_url=row.base_url,
             has_api_key=row.api_key_ciphertext is not None,

@@ -265,8 +265,12 @@ async def _runs(llm: LLMManager, cursor: str | None) -> UsagePage:
 
 
 async def _usable(llm: LLMManager) -> list[ConfigurationView]:
-    """Active configurations without an application scope: what a console call can resolve."""
-    return await llm.services.configurations.usable(application_id=None)
+    """Active, streaming-capable configurations without an application scope: what the console can run."""
+    return [
+        view
+        for view in await llm.services.configurations.usable(application_id=None)
+        if view.supports_streaming
+    ]
 
 
 def _owner_key(user: SessionUser) -> str:
