@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from llm_manager.errors import InvalidInputError
 from llm_manager.server.admin._assets import Assets
@@ -77,8 +78,13 @@ def number(value: int | float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+def when(value: datetime | None) -> Markup | str:
+    """A UTC time as `<time>`: machine-readable, and kept on one line in narrow table cells."""
+    if value is None:
+        return "—"
+    return Markup('<time datetime="{}">{}</time>').format(
+        value.isoformat(), value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
 
 
 class Pages:
