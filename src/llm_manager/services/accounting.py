@@ -4,6 +4,10 @@ Calls hand finished records to a bounded queue and go on; one background task wr
 batches, each batch in one transaction together with its daily-rollup upserts. A full queue makes
 `put` wait (back-pressure) rather than drop; a failed write is retried until it succeeds or the
 writer is closed; `close()` drains everything first.
+
+Other services may queue their own `DeferredWrite`s (a budget settlement): they run in the same
+transaction as the usage rows queued with them, which saves a transaction per call and keeps a
+call's usage row and its settlement together.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -23,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_manager.db.base import new_id, utcnow
 from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
+from llm_manager.services.latency import upsert_latency_rollups
 
 logger = logging.getLogger(__name__)
 _ROLLUP_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
@@ -76,7 +81,18 @@ class MetricRecord:
     created_at: datetime = field(default_factory=utcnow)
 
 
-Record = UsageRecord | MetricRecord
+class DeferredWrite(Protocol):
+    """Work another service hands to the writer, done inside the writer's batch transaction.
+
+    The writer passes every deferred write of one class in a batch to that class's `write_all`
+    together, so they can be combined (forty settlements of one budget window: one UPDATE).
+    """
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, writes: Sequence[Any]) -> None: ...
+
+
+Record = UsageRecord | MetricRecord | DeferredWrite
 
 
 class UsageWriter:
@@ -217,6 +233,8 @@ def _refused_for_content(error: DBAPIError) -> bool:
 
 def _detached(record: Record) -> Record:
     """The record without references that may have vanished (a configuration deleted meanwhile)."""
+    if not isinstance(record, UsageRecord | MetricRecord):
+        return record
     if isinstance(record, UsageRecord):
         return replace(
             record,
@@ -233,15 +251,23 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 async def write_batch(database: Database, batch: Sequence[Record]) -> None:
-    """Insert the batch's usage rows, upsert their rollups and insert metrics, in one transaction."""
+    """Insert the batch's usage rows, upsert their rollups, insert metrics and run the deferred
+    writes, in one transaction."""
     usage = [asdict(record) for record in batch if isinstance(record, UsageRecord)]
     metrics = [asdict(record) for record in batch if isinstance(record, MetricRecord)]
+    deferred: dict[type[DeferredWrite], list[DeferredWrite]] = {}
+    for record in batch:
+        if not isinstance(record, UsageRecord | MetricRecord):
+            deferred.setdefault(type(record), []).append(record)
     async with database.session() as session:
         if usage:
             await session.execute(insert(UsageLog), usage)
             await _upsert_rollups(session, usage)
+            await upsert_latency_rollups(session, usage)
         if metrics:
             await session.execute(insert(CustomMetric), metrics)
+        for kind, writes in deferred.items():
+            await kind.write_all(session, writes)
 
 
 async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from llm_manager.db.tables.accounts import (
 from llm_manager.db.tables.applications import Application
 from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetWindow
 from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
+from llm_manager.db.tables.latency import UsageLatencyDaily
 from llm_manager.db.tables.metrics import CustomMetric
 from llm_manager.db.tables.secrets import EncryptionKey
 from llm_manager.db.tables.tokens import ApiToken
@@ -33,6 +34,7 @@ __all__ = [
     "Role",
     "RolePermission",
     "UsageDaily",
+    "UsageLatencyDaily",
     "UsageLog",
     "User",
     "UserRole",

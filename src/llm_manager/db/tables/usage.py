@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from llm_manager.db.base import Base, Money, UTCDateTime, utcnow
@@ -71,6 +71,7 @@ class UsageDaily(Base):
     cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     unpriced_requests: Mapped[int] = mapped_column(default=0)
     estimated_requests: Mapped[int] = mapped_column(default=0)
-    latency_ms_sum: Mapped[int] = mapped_column(default=0)
-    ttft_ms_sum: Mapped[int] = mapped_column(default=0)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    """64-bit: a busy key's day of latencies overflows 32 bits (2.1e9 ms is ~1M calls of 2 s)."""
+    ttft_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     ttft_count: Mapped[int] = mapped_column(default=0)
