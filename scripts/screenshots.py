@@ -12,24 +12,17 @@ routes with path parameters are filled from the generated data (`{slug}` → `de
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import re
-import socket
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
@@ -43,6 +36,7 @@ from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
 from llm_manager.services.seed import seed_defaults
 from llm_manager.settings import load_settings
+from llm_manager.testing.live_server import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "screenshots"
@@ -114,45 +108,6 @@ PEOPLE = (
 PARAMETER_VALUES = {"slug": "demo", "name": "support-bot", "application": "support-bot"}
 """Path parameters filled from the generated data; `log_id`, `user_id`... are looked up."""
 _PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
-
-
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # served from a thread
-        pass
-
-
-@dataclass
-class Server:
-    app: FastAPI
-    base_url: str
-    run: Callable[[Callable[[LLMManager], Coroutine[Any, Any, Any]]], Any]
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[Server]:
-    """The app on a free local port, in a thread of its own."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = _ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-
-    def run(work: Callable[[LLMManager], Coroutine[Any, Any, Any]]) -> Any:
-        return asyncio.run_coroutine_threadsafe(work(app.state.llm), loop).result(120)
-
-    try:
-        yield Server(app=app, base_url=f"http://127.0.0.1:{port}", run=run)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        loop.close()
 
 
 # --- demo data ------------------------------------------------------------------------------------
@@ -393,7 +348,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="llmm-screenshots-") as data_dir:
         os.environ["LLM_MANAGER_DATA_DIR"] = data_dir
         app = create_app(load_settings())
-        with serve(app) as server:
+        with serve_in_thread(app) as server:
             print("Generating demo data…")
             started = time.monotonic()
             values = PARAMETER_VALUES | server.run(populate)

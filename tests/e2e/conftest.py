@@ -7,19 +7,14 @@ Security Policy violation or an uncaught script error fails the test that caused
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -35,6 +30,7 @@ from llm_manager.server.app import create_app
 from llm_manager.services.configurations import ConfigurationCreate
 from llm_manager.services.seed import seed_defaults
 from llm_manager.settings import Settings
+from llm_manager.testing.live_server import serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,11 +51,6 @@ SLOW_DEMO = "slow-demo"
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 _CSP = re.compile(r"content security policy", re.IGNORECASE)
-
-
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test thread is not the main thread
-        pass
 
 
 @dataclass
@@ -138,34 +129,13 @@ async def _populate(llm: LLMManager) -> None:
 @pytest.fixture
 def site(settings: Settings, browser: Browser) -> Iterator[Site]:
     """The app on a free port in a thread, populated, with Chromium pointed at it."""
-    app = create_app(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = _ThreadedServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio")
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-
-    def run(work: Callable[[LLMManager], Coroutine[Any, Any, Any]]) -> Any:
-        return asyncio.run_coroutine_threadsafe(work(app.state.llm), loop).result(30)
-
-    run(_populate)
-    site = Site(base_url=f"http://127.0.0.1:{port}", run=run, browser=browser)
-    try:
-        yield site
-    finally:
-        site.close()
-        server.should_exit = True
-        thread.join(30)
-        loop.close()
+    with serve_in_thread(create_app(settings)) as server:
+        server.run(_populate, timeout=30)
+        site = Site(base_url=server.base_url, run=server.run, browser=browser)
+        try:
+            yield site
+        finally:
+            site.close()
     assert not site.problems, "the pages broke their Content Security Policy or threw:\n" + "\n".join(
         site.problems
     )

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from llm_manager.manager import LLMManager
 from llm_manager.server.app import create_app
 from llm_manager.settings import Settings
+from llm_manager.testing.live_server import serve_in_thread
 
 T = TypeVar("T")
 
@@ -78,34 +74,8 @@ def gateway(client: TestClient) -> Gateway:
     return Gateway(app=client.app, base_url="http://testserver", run=run)  # type: ignore[arg-type]
 
 
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test thread is not the main thread
-        pass
-
-
 @pytest.fixture
 def live(settings: Settings) -> Iterator[Gateway]:
     """The app served by uvicorn on a real port, in a thread (for SDK clients and disconnects)."""
-    app = create_app(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = _ThreadedServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio")
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-
-    def run(work: Callable[[LLMManager], Awaitable[Any]]) -> Any:
-        return asyncio.run_coroutine_threadsafe(work(app.state.llm), loop).result(30)
-
-    yield Gateway(app=app, base_url=f"http://127.0.0.1:{port}", run=run)
-    server.should_exit = True
-    thread.join(30)
-    loop.close()
+    with serve_in_thread(create_app(settings), start_timeout=20) as server:
+        yield Gateway(app=server.app, base_url=server.base_url, run=lambda work: server.run(work, timeout=30))
