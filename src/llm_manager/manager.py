@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from argon2 import PasswordHasher
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from redis.asyncio import Redis
+from argon2 import PasswordHasher
 
 from llm_manager.db.migrate import upgrade_to_head
 from llm_manager.db.session import Database
@@ -56,6 +55,9 @@ from llm_manager.types import (
     ToolCall,
     ToolDefinition,
 )
+
+if TYPE_CHECKING:  # annotations only: redis is imported lazily, by `_redis_client`
+    from redis.asyncio import Redis
 
 Prompt = str | Sequence[Message | Mapping[str, Any]]
 _CONNECTION_TEST_PROMPT = "Reply with the single word: OK"
@@ -114,7 +116,7 @@ class LLMManager:
             batch_size=settings.usage_batch_size,
             flush_interval=settings.usage_flush_interval,
         )
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = _redis_client(settings.redis_url)
         rates: RateCounter = (
             RedisRateCounter(redis, settings.redis_prefix) if redis is not None else MemoryRateCounter()
         )
@@ -276,6 +278,15 @@ class SyncLLMManager:
 
     def record_metric(self, name: str, value: float | None = None, **options: Any) -> str:
         return self._portal.call(functools.partial(self.manager.record_metric, name, value, **options))
+
+
+def _redis_client(url: str | None) -> Redis | None:
+    """Redis is imported only when configured: ~6 MB that a single-process deployment never needs."""
+    if not url:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
 
 
 def _wire_services(

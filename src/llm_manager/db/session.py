@@ -47,6 +47,11 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
     options: dict[str, Any] = {"echo": echo}
     if ":memory:" in url or url.endswith("://"):
         options |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    else:
+        # One connection: SQLite has one writer anyway, and transactions from several pooled
+        # connections queue on its file lock by sleeping in the busy handler (tens of ms each),
+        # whereas one connection hands over in order as soon as a transaction ends.
+        options |= {"pool_size": 1, "max_overflow": 0}
     engine = create_async_engine(url, **options)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

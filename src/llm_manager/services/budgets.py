@@ -13,6 +13,18 @@ reserved with the configuration's context length, or `DEFAULT_COMPLETION_CEILING
 After the call the reservation is replaced by the real cost; a failed call releases it.
 
 Soft budgets never refuse; crossing 50, 80 and 100 % of any budget records one event each.
+
+The hot path is kept to one transaction per call. Which budgets apply to a caller (application,
+configuration, token) is cached per process for `BUDGETS_TTL` seconds — most calls have none, and
+that answer costs no database round trip. Setting or deleting a budget clears the cache in this
+process at once and, with Redis, in every other process (the invalidation channel); a process
+that missed it (no Redis, a CLI on the same SQLite file) sees it within `BUDGETS_TTL`. The
+settlement is queued on the usage writer and runs in the transaction that writes the call's usage
+row (within the writer's flush interval): until then the reservation — never less than the call's
+cost, except for a call exceeding its ceiling — keeps being held, which can only refuse more,
+never less. A refusal first flushes this process's pending settlements and tries once more, so
+calls made one after the other in one process see each other's real cost; the other
+methods (`set`, `get`, `list_all`, `explain`, `events`) flush first too.
 """
 
 from __future__ import annotations
@@ -33,16 +45,21 @@ from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import ApiToken, Application, Budget, BudgetEvent, BudgetWindow, LLMConfiguration
 from llm_manager.errors import BudgetExceededError, InvalidInputError, NotFoundError
 from llm_manager.providers._wire import estimate_tokens
+from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.applications import application_named, visible_configuration_id
 from llm_manager.services.calls import Admission, ChatCall, ProviderFactory
 from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.services.pricing import Pricing
+from llm_manager.services.tokens import Invalidations, TtlCache
 from llm_manager.types import Usage
 
 Period = Literal["day", "month", "total"]
 THRESHOLDS = (50, 80, 100)
 DEFAULT_COMPLETION_CEILING = 4096
 """Completion tokens reserved for a call that sets no `max_tokens` on a model of unknown size."""
+BUDGETS_TTL = 1.0
+"""Seconds a process may reuse the list of budgets that apply to a caller without asking the database."""
+BUDGETS_TOPIC = "budgets"
 _EPOCH = date(1970, 1, 1)
 _NANOS = Decimal(1_000_000_000)
 
@@ -169,14 +186,64 @@ def resets_at(period: str, start: date) -> datetime | None:
     return datetime(following.year, following.month, following.day, tzinfo=UTC)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BudgetRule:
+    """A budget's limits as the hot path needs them: a plain snapshot, safe to share between calls."""
+
+    id: int
+    application_id: int
+    configuration_id: int | None
+    token_id: int | None
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    hard: bool
+
+    @classmethod
+    def of(cls, budget: Budget) -> BudgetRule:
+        return cls(
+            id=budget.id,
+            application_id=budget.application_id,
+            configuration_id=budget.configuration_id,
+            token_id=budget.token_id,
+            period=budget.period,
+            limit_usd=budget.limit_usd,
+            limit_tokens=budget.limit_tokens,
+            hard=budget.hard,
+        )
+
+
+_CallerKey = tuple[int, int | None, int | None]
+"""(application id, configuration id, token id)."""
+
+
 class BudgetService:
-    def __init__(self, database: Database, pricing: Pricing, providers: ProviderFactory) -> None:
+    def __init__(
+        self,
+        database: Database,
+        pricing: Pricing,
+        providers: ProviderFactory,
+        *,
+        writer: UsageWriter | None = None,
+        invalidations: Invalidations | None = None,
+    ) -> None:
         self._database = database
         self._pricing = pricing
         self._providers = providers
+        self._writer = writer
+        self._invalidations = invalidations or Invalidations()
+        self._applicable: TtlCache[_CallerKey, tuple[BudgetRule, ...]] = TtlCache(BUDGETS_TTL)
+        self._windows: set[tuple[int, date]] = set()
+        """Windows known to exist, so a reservation needs no INSERT first (forgotten on any doubt)."""
+        self._invalidations.subscribe(BUDGETS_TOPIC, self._forget)
+
+    def _forget(self) -> None:
+        self._applicable.clear()
+        self._windows.clear()
 
     async def set(self, spec: BudgetSpec, *, application_id: int | None = None) -> BudgetView:
         """Create the budget for this scope and period, or replace its limits (spend is kept)."""
+        await self._settle_pending()
         async with self._database.session() as session:
             app = await application_named(session, spec.application, scope=application_id)
             configuration_id = (
@@ -205,16 +272,20 @@ class BudgetService:
             budget.limit_tokens = spec.limit_tokens
             budget.hard = spec.hard
             await session.flush()
-            return (await self._views(session, [budget]))[0]
+            view = (await self._views(session, [budget]))[0]
+        await self._invalidations.publish(BUDGETS_TOPIC)  # after the commit: a reload sees the change
+        return view
 
     async def list_all(self, *, application_id: int | None = None) -> list[BudgetView]:
         query = select(Budget).order_by(Budget.application_id, Budget.id)
         if application_id is not None:
             query = query.where(Budget.application_id == application_id)
+        await self._settle_pending()
         async with self._database.session() as session:
             return await self._views(session, (await session.scalars(query)).all())
 
     async def get(self, budget_id: int, *, application_id: int | None = None) -> BudgetView:
+        await self._settle_pending()
         async with self._database.session() as session:
             budget = await _budget(session, budget_id, application_id)
             return (await self._views(session, [budget]))[0]
@@ -222,6 +293,7 @@ class BudgetService:
     async def delete(self, budget_id: int, *, application_id: int | None = None) -> None:
         async with self._database.session() as session:
             await session.delete(await _budget(session, budget_id, application_id))
+        await self._invalidations.publish(BUDGETS_TOPIC)
 
     async def events(
         self, *, application_id: int | None = None, budget_id: int | None = None, limit: int = 100
@@ -231,6 +303,7 @@ class BudgetService:
             query = query.where(Budget.application_id == application_id)
         if budget_id is not None:
             query = query.where(BudgetEvent.budget_id == budget_id)
+        await self._settle_pending()
         async with self._database.session() as session:
             rows = (await session.scalars(query)).all()
         return [
@@ -258,10 +331,11 @@ class BudgetService:
         With a configuration, the next call's ceiling is its default `max_tokens` (or context
         length) over a short prompt, priced like a real reservation.
         """
+        await self._settle_pending()
         async with self._database.session() as session:
             app = await application_named(session, application, scope=application_id)
             token_id = await _token_id(session, token, app.id)
-            budgets = await _applicable(
+            budgets = await _applicable_budgets(
                 session, app.id, configuration.id if configuration else None, token_id
             )
             if configuration is None:
@@ -298,16 +372,10 @@ class BudgetService:
         application_id = call.context.application_id
         if application_id is None:
             return None
-        async with self._database.session() as session:
-            budgets = await _applicable(session, application_id, configuration.id, call.context.token_id)
+        budgets = await self._rules((application_id, configuration.id, call.context.token_id))
         if not budgets:
             return None
-        prompt_tokens = sum(estimate_tokens(message.content or "") for message in call.messages)
-        if call.operation == "embed":
-            ceiling = self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=0)
-        else:
-            params_max = configuration.params.merged(call.overrides).max_tokens
-            ceiling = self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=params_max)
+        ceiling = self._call_ceiling(configuration, call)
         now = utcnow()
         holds = [
             _Hold(budget=budget, start=window_start(budget.period, now), ceiling=ceiling)
@@ -319,12 +387,54 @@ class BudgetService:
                     f"configuration {configuration.slug!r} has no price, so the USD budget on "
                     f"{_scope_text(hold.budget)} cannot be enforced; set a price override on the configuration"
                 )
+        refused = await self._try_hold(holds)
+        if refused is not None:
+            # Our own settlements may still be queued (holding full ceilings), or a window we
+            # believed in may be gone: write them, forget the windows, and decide once more.
+            await self._settle_pending()
+            self._windows.clear()
+            refused = await self._try_hold(holds)
+        if refused is not None:
+            raise _exceeded(refused, now)
+        return Reservation(self._database, holds, writer=self._writer)
+
+    async def _rules(self, key: _CallerKey) -> tuple[BudgetRule, ...]:
+        """The budgets that apply to a caller, from the per-process cache when it is fresh."""
+        cached = self._applicable.get(key)
+        if cached is not None:
+            return cached
+        generation = self._applicable.generation
         async with self._database.session() as session:
-            await _ensure_windows(session, holds)
-            for hold in holds:
-                if not await _try_reserve(session, hold):
-                    raise _exceeded(hold, now)  # leaving the block rolls back the holds already taken
-        return Reservation(self._database, holds)
+            rules = tuple(BudgetRule.of(budget) for budget in await _applicable_budgets(session, *key))
+        self._applicable.put(key, rules, generation=generation)
+        return rules
+
+    def _call_ceiling(self, configuration: ResolvedConfiguration, call: ChatCall) -> Ceiling:
+        prompt_tokens = sum(estimate_tokens(message.content or "") for message in call.messages)
+        if call.operation == "embed":
+            return self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=0)
+        params_max = configuration.params.merged(call.overrides).max_tokens
+        return self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=params_max)
+
+    async def _try_hold(self, holds: Sequence[_Hold]) -> _Hold | None:
+        """Reserve on every hold in one transaction; the hold that refused (all rolled back) or None."""
+        try:
+            async with self._database.session() as session:
+                missing = [hold for hold in holds if (hold.budget.id, hold.start) not in self._windows]
+                if missing:
+                    await _ensure_windows(session, missing)
+                for hold in holds:
+                    if not await _try_reserve(session, hold):
+                        raise _RefusedError(hold)  # leaving the block rolls back the holds already taken
+        except _RefusedError as refusal:
+            return refusal.hold
+        self._windows.update((hold.budget.id, hold.start) for hold in holds)
+        return None
+
+    async def _settle_pending(self) -> None:
+        """Write the settlements this process has queued, so what is read next includes them."""
+        if self._writer is not None:
+            await self._writer.flush()
 
     async def _views(self, session: AsyncSession, budgets: Sequence[Budget]) -> list[BudgetView]:
         now = utcnow()
@@ -362,6 +472,11 @@ class BudgetService:
         return views
 
 
+class _RefusedError(Exception):
+    def __init__(self, hold: _Hold) -> None:
+        self.hold = hold
+
+
 class BudgetGuard:
     """The pipeline guard: reserve before each attempt's configuration, settle or release after."""
 
@@ -374,7 +489,7 @@ class BudgetGuard:
 
 @dataclass(frozen=True, kw_only=True)
 class _Hold:
-    budget: Budget
+    budget: BudgetRule
     start: date
     ceiling: Ceiling
 
@@ -388,47 +503,102 @@ class _Hold:
 
 
 class Reservation:
-    """The budget holds of one call: `settle` books the real cost, `release` gives them back."""
+    """The budget holds of one call: `settle` books the real cost, `release` gives them back.
 
-    def __init__(self, database: Database, holds: Sequence[_Hold]) -> None:
+    With a writer, the settlement is queued to run in the writer's next batch transaction (see
+    the module docstring); a release is written at once, since it gives capacity back.
+    """
+
+    def __init__(
+        self, database: Database, holds: Sequence[_Hold], *, writer: UsageWriter | None = None
+    ) -> None:
         self._database = database
         self._holds = tuple(holds)
+        self._writer = writer
         self._done = False
 
     async def settle(self, usage: Usage, cost: Decimal | None) -> None:
-        await self._finish(usage.prompt_tokens + usage.completion_tokens, _nanos(cost or Decimal(0)))
+        if self._done:
+            return
+        self._done = True
+        settlement = _Settlement(
+            holds=self._holds, tokens=usage.prompt_tokens + usage.completion_tokens, cost_nanos=_nanos(cost)
+        )
+        if self._writer is not None:
+            await self._writer.put(settlement)
+            return
+        async with self._database.session() as session:
+            await settlement.write(session)
 
     async def release(self) -> None:
-        await self._finish(0, 0)
-
-    async def _finish(self, tokens: int, cost_nanos: int) -> None:
         if self._done:
             return
         self._done = True
         async with self._database.session() as session:
-            for hold in self._holds:
-                window = _window(hold)
-                spent_usd = type_coerce(BudgetWindow.spent_usd, BigInteger)
-                reserved_usd = type_coerce(BudgetWindow.reserved_usd, BigInteger)
-                result = await session.execute(
-                    update(BudgetWindow)
-                    .where(*window)
-                    .values(
-                        {
-                            reserved_usd: reserved_usd - hold.usd_nanos,
-                            BudgetWindow.reserved_tokens: BudgetWindow.reserved_tokens - hold.tokens,
-                            spent_usd: spent_usd + cost_nanos,
-                            BudgetWindow.spent_tokens: BudgetWindow.spent_tokens + tokens,
-                        }
-                    )
-                    .returning(spent_usd, BudgetWindow.spent_tokens)
-                )
-                row = result.first()
-                if row is not None and (tokens or cost_nanos):
-                    await _record_alerts(session, hold, spent_nanos=int(row[0]), spent_tokens=int(row[1]))
+            await _Settlement(holds=self._holds, tokens=0, cost_nanos=0).write(session)
 
 
-async def _applicable(
+@dataclass(frozen=True, kw_only=True)
+class _Settlement:
+    """Replace a call's holds by what it really cost (nothing, for a release); a `DeferredWrite`."""
+
+    holds: tuple[_Hold, ...]
+    tokens: int
+    cost_nanos: int
+
+    async def write(self, session: AsyncSession) -> None:
+        await self.write_all(session, [self])
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, writes: Sequence[_Settlement]) -> None:
+        """Settle many calls with one UPDATE per budget window (the writer batches them)."""
+        changes: dict[tuple[int, date], _WindowChange] = {}
+        for settlement in writes:
+            for hold in settlement.holds:
+                change = changes.setdefault((hold.budget.id, hold.start), _WindowChange(hold=hold))
+                change.add(hold, tokens=settlement.tokens, cost_nanos=settlement.cost_nanos)
+        for change in changes.values():
+            await change.write(session)
+
+
+@dataclass(kw_only=True)
+class _WindowChange:
+    """The sum of several settlements on one budget window."""
+
+    hold: _Hold
+    reserved_nanos: int = 0
+    reserved_tokens: int = 0
+    spent_nanos: int = 0
+    spent_tokens: int = 0
+
+    def add(self, hold: _Hold, *, tokens: int, cost_nanos: int) -> None:
+        self.reserved_nanos += hold.usd_nanos
+        self.reserved_tokens += hold.tokens
+        self.spent_nanos += cost_nanos
+        self.spent_tokens += tokens
+
+    async def write(self, session: AsyncSession) -> None:
+        spent_usd = type_coerce(BudgetWindow.spent_usd, BigInteger)
+        reserved_usd = type_coerce(BudgetWindow.reserved_usd, BigInteger)
+        result = await session.execute(
+            update(BudgetWindow)
+            .where(*_window(self.hold))
+            .values(
+                {
+                    reserved_usd: reserved_usd - self.reserved_nanos,
+                    BudgetWindow.reserved_tokens: BudgetWindow.reserved_tokens - self.reserved_tokens,
+                    spent_usd: spent_usd + self.spent_nanos,
+                    BudgetWindow.spent_tokens: BudgetWindow.spent_tokens + self.spent_tokens,
+                }
+            )
+            .returning(spent_usd, BudgetWindow.spent_tokens)
+        )
+        row = result.first()
+        if row is not None and (self.spent_tokens or self.spent_nanos):
+            await _record_alerts(session, self.hold, spent_nanos=int(row[0]), spent_tokens=int(row[1]))
+
+
+async def _applicable_budgets(
     session: AsyncSession, application_id: int, configuration_id: int | None, token_id: int | None
 ) -> list[Budget]:
     query = select(Budget).where(
@@ -530,7 +700,7 @@ def _check(view: BudgetView, ceiling: Ceiling | None) -> BudgetCheck:
     return BudgetCheck(budget=view, blocks_next_call=blocks, reason="; ".join(reasons) or None)
 
 
-def _scope_text(budget: Budget) -> str:
+def _scope_text(budget: BudgetRule) -> str:
     parts = [f"application {budget.application_id}"]
     if budget.configuration_id:
         parts.append(f"configuration {budget.configuration_id}")

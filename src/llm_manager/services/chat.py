@@ -190,25 +190,30 @@ class ChatService:
         self, outcome: CallOutcome, events: AsyncGenerator[StreamEvent, None], first: StreamEvent | None
     ) -> AsyncGenerator[StreamEvent, None]:
         """Pass events on, enforcing the idle timeout; always closes the upstream stream."""
+        watchdog = _IdleWatchdog(self._idle_timeout)
         try:
             if first is None:
                 return
             outcome.builder.add(first)
             yield first
             while True:
+                watchdog.waiting()
                 try:
-                    async with asyncio.timeout(self._idle_timeout):
-                        event = await anext(events)
+                    event = await anext(events)
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
+                except asyncio.CancelledError:
+                    if not watchdog.expired():
+                        raise
                     raise UpstreamTimeoutError(
                         f"stream idle for more than {self._idle_timeout:g}s",
                         provider=outcome.configuration.provider if outcome.configuration else "",
                     ) from None
+                watchdog.relaying()
                 outcome.builder.add(event)
                 yield event
         finally:
+            watchdog.close()
             # Shielded: under a cancelled anyio scope (a server whose client hung up) every await
             # is cancelled again, and httpx would leave the upstream connection open.
             with anyio.CancelScope(shield=True):
@@ -444,6 +449,55 @@ class ChatService:
 
     async def _embed_once(self, provider: Provider, model: str, inputs: Sequence[str]) -> Embeddings:
         return await self._within_first_byte_timeout(provider.name, provider.embed(model, inputs))
+
+
+class _IdleWatchdog:
+    """The idle timeout of a relayed stream, with one timer per stream instead of one per event.
+
+    `asyncio.timeout` around each event cost a timer, a context manager and a heap push per
+    chunk, a measurable share of relaying many streams. Here the timer stays armed and, when it
+    fires, either cancels the task still waiting since the deadline (exactly what
+    `asyncio.timeout` would do) or re-arms itself for the current wait. While the consumer holds
+    an event (between `relaying()` and the next `waiting()`) the clock does not run.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._task: asyncio.Task[object] | None = None
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def waiting(self) -> None:
+        """The relay starts waiting for the next upstream event in the current task."""
+        self._task = asyncio.current_task()
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._timeout, self._check)
+
+    def relaying(self) -> None:
+        self._since = None
+
+    def expired(self) -> bool:
+        """Whether a cancellation caught while waiting was this timeout's (and only its)."""
+        return self._fired and self._task is not None and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._since is None or self._task is None:
+            return
+        deadline = self._since + self._timeout
+        if self._loop.time() >= deadline:
+            self._fired = True
+            self._task.cancel()
+        else:
+            self._timer = self._loop.call_at(deadline, self._check)
 
 
 class _Admissions:

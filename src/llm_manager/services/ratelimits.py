@@ -18,14 +18,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
-
-import redis.asyncio
+from typing import TYPE_CHECKING, Protocol
 
 from llm_manager.errors import RateLimitExceededError
 from llm_manager.services.calls import Admission, ChatCall
 from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.types import RateLimits, Usage
+
+if TYPE_CHECKING:  # annotations only: redis is imported where a client is made (manager.py)
+    from redis.asyncio import Redis
 
 WINDOW_SECONDS = 60
 _KEY_TTL_SECONDS = WINDOW_SECONDS + 1
@@ -217,7 +218,7 @@ class RedisRateCounter:
     closes it.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: Redis, prefix: str) -> None:
         self._prefix = prefix
         self._admit = client.register_script(_ADMIT_SCRIPT)
         self._record = client.register_script(_RECORD_SCRIPT)

@@ -19,11 +19,13 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+
+if TYPE_CHECKING:  # annotations only: redis is imported where a client is made (manager.py)
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
 
 logger = logging.getLogger(__name__)
 PENDING_TTL = 300

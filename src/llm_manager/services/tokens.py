@@ -7,20 +7,30 @@ hash would add latency to every request and no safety.
 
 A token belongs to one application and carries scopes: the endpoint groups it may use
 (`inference` for /v1 and streams, `management` for its own application's /api, `admin` for every
-application's) and, optionally, the configurations it may call. Revocation and expiry are read
-from the database on every request, so they apply to the very next one in every process.
+application's) and, optionally, the configurations it may call.
+
+Authenticating reads the database at most once a second per token: the caller it stands for is
+cached per process for `PRINCIPAL_TTL` seconds, keyed by the token's hash. Expiry is checked on
+every request against the cached time. A revocation clears the cache in the revoking process at
+once and, with Redis, in every other process (a message on the invalidation channel), so it
+applies to the next request; a process that missed the message (no Redis, a CLI on the same
+SQLite file) sees it within `PRINCIPAL_TTL`. Changes to an application (deactivated, new rate
+limits) are seen within `PRINCIPAL_TTL` too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,11 +43,21 @@ from llm_manager.services.applications import application_named, check_limits, v
 from llm_manager.services.calls import CallContext
 from llm_manager.types import RateLimits
 
+if TYPE_CHECKING:  # only for annotations: redis is imported by whoever creates the client
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
 Group = Literal["inference", "management", "admin"]
 GROUPS: tuple[Group, ...] = ("inference", "management", "admin")
 _TOKEN = re.compile(r"^llmm_[0-9a-f]{8}_[A-Za-z0-9_-]{43}$")
 _PREFIX = re.compile(r"^llmm_[0-9a-f]{8}$")
 _LAST_USED_EVERY = 60.0
+PRINCIPAL_TTL = 1.0
+"""Seconds a process may reuse an authenticated token's principal without asking the database."""
+TOKENS_TOPIC = "tokens"
+logger = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,10 +137,121 @@ class Principal:
         )
 
 
+class TtlCache(Generic[K, V]):
+    """A per-process answer cache with a time bound and a generation guard.
+
+    `clear()` bumps the generation; an answer loaded while a clear happened is not stored, so a
+    lookup racing a change can never put the old answer back after the change was announced.
+    """
+
+    def __init__(self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[K, tuple[float, V]] = {}
+        self.generation = 0
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V, *, generation: int) -> None:
+        """Store `value`, loaded when the cache was at `generation`, unless it was cleared since."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # a bound, not an LRU: entries are cheap to reload
+        self._entries[key] = (self._clock() + self._ttl, value)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
+class Invalidations:
+    """Tells every process of a deployment that its cached answers on a topic are stale.
+
+    `publish` clears this process's caches at once; with Redis it also sends the topic on one
+    pub/sub channel every process listens to. Without Redis only this process hears it, so the
+    caches' TTLs bound what other processes may miss.
+    """
+
+    def __init__(self) -> None:
+        self._redis: Redis | None = None
+        self._channel = ""
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, topic: str, clear: Callable[[], None]) -> None:
+        self._listeners.setdefault(topic, []).append(clear)
+
+    async def publish(self, topic: str) -> None:
+        self._clear(topic)
+        if self._redis is not None:
+            await self._redis.publish(self._channel, topic)
+
+    async def start(self, redis: Redis | None, prefix: str) -> None:
+        """Join the deployment's channel (when there is Redis) before serving, so no change
+        published after start-up is missed."""
+        if redis is None or self._task is not None:
+            return
+        self._redis = redis
+        self._channel = f"{prefix}cache:invalidate"
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._channel)
+        self._task = asyncio.create_task(self._listen(self._pubsub), name="cache-invalidation-listener")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        self._redis = None
+
+    def _clear(self, topic: str) -> None:
+        for clear in self._listeners.get(topic, ()):
+            clear()
+
+    def _clear_all(self) -> None:
+        for topic in self._listeners:
+            self._clear(topic)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        self._clear(data.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # messages may be lost while disconnected: forget everything
+                logger.warning(
+                    "cache invalidation listener lost its Redis connection; retrying", exc_info=True
+                )
+                self._clear_all()
+                await asyncio.sleep(1)
+                self._clear_all()
+
+
 class TokenService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, invalidations: Invalidations | None = None) -> None:
         self._database = database
         self._last_used_written: dict[int, float] = {}
+        self._principals: TtlCache[str, _CachedPrincipal] = TtlCache(PRINCIPAL_TTL)
+        self.invalidations = invalidations or Invalidations()
+        """Shared with the other services that cache; the manager connects it to Redis."""
+        self.invalidations.subscribe(TOKENS_TOPIC, self._principals.clear)
 
     async def create(
         self,
@@ -190,21 +321,31 @@ class TokenService:
             token, app = await _find(session, prefix, application_id)
             if token.revoked_at is None:
                 token.revoked_at = utcnow()
-            return await _view(session, token, app)
+            view = await _view(session, token, app)
+        await self.invalidations.publish(TOKENS_TOPIC)  # after the commit: a reload sees the revocation
+        return view
 
     async def authenticate(self, secret: str | None) -> Principal:
         """The caller a presented token stands for; every failure is the same 401 to the caller."""
         if not secret or len(secret) > 100 or not _TOKEN.match(secret):
             raise UnauthenticatedError("missing or malformed API token")
-        principal = await self._principal(ApiToken.token_hash == _hash(secret))
-        await self._touch(principal.token_id)
-        return principal
+        token_hash = _hash(secret)
+        cached = self._principals.get(token_hash)
+        if cached is None:
+            generation = self._principals.generation
+            cached = await self._load(ApiToken.token_hash == token_hash)
+            self._principals.put(token_hash, cached, generation=generation)
+        _check_expiry(cached.expires_at)
+        await self._touch(cached.principal.token_id)
+        return cached.principal
 
     async def principal(self, token_id: int) -> Principal:
         """The caller behind a token id, checked exactly like a presented token (revoked, expired)."""
-        return await self._principal(ApiToken.id == token_id)
+        cached = await self._load(ApiToken.id == token_id)
+        _check_expiry(cached.expires_at)
+        return cached.principal
 
-    async def _principal(self, condition: ColumnElement[bool]) -> Principal:
+    async def _load(self, condition: ColumnElement[bool]) -> _CachedPrincipal:
         async with self._database.session() as session:
             row = (
                 await session.execute(select(ApiToken, Application).join(Application).where(condition))
@@ -214,11 +355,10 @@ class TokenService:
         token, app = row
         if token.revoked_at is not None:
             raise UnauthenticatedError("this API token has been revoked")
-        if token.expires_at is not None and token.expires_at <= utcnow():
-            raise UnauthenticatedError("this API token has expired")
+        _check_expiry(token.expires_at)
         if not app.is_active:
             raise UnauthenticatedError("this API token's application is inactive")
-        return Principal(
+        principal = Principal(
             token_id=token.id,
             prefix=token.prefix,
             application_id=app.id,
@@ -228,6 +368,7 @@ class TokenService:
             token_limits=RateLimits(requests_per_minute=token.rpm_limit, tokens_per_minute=token.tpm_limit),
             application_limits=RateLimits(requests_per_minute=app.rpm_limit, tokens_per_minute=app.tpm_limit),
         )
+        return _CachedPrincipal(principal=principal, expires_at=token.expires_at)
 
     async def _touch(self, token_id: int) -> None:
         """Record `last_used_at`, at most once a minute per token and process (not a write per call)."""
@@ -239,6 +380,18 @@ class TokenService:
             await session.execute(
                 update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CachedPrincipal:
+    principal: Principal
+    expires_at: datetime | None
+    """Kept beside the principal so a cached token still expires on time."""
+
+
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at <= utcnow():
+        raise UnauthenticatedError("this API token has expired")
 
 
 def _hash(secret: str) -> str:

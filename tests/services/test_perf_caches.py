@@ -1,0 +1,155 @@
+"""The per-process caches of the hot path: token principals and applicable budgets.
+
+Each is cleared at once in the process that makes a change, through Redis in every other
+process, and otherwise expires within its TTL; budget settlements ride on the usage writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+
+from llm_manager.db.base import utcnow
+from llm_manager.db.tables import ApiToken
+from llm_manager.errors import BudgetExceededError, UnauthenticatedError
+from llm_manager.manager import LLMManager
+from llm_manager.services.budgets import BUDGETS_TTL, BudgetSpec
+from llm_manager.services.calls import CallContext
+from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.tokens import PRINCIPAL_TTL, TtlCache
+from llm_manager.settings import Settings
+
+PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}
+
+
+async def _setup(llm: LLMManager) -> tuple[CallContext, str]:
+    await llm.applications.create("shop")
+    await llm.configurations.create(
+        ConfigurationCreate(
+            slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0}, **PRICED
+        )
+    )
+    issued = await llm.tokens.create("shop")
+    principal = await llm.tokens.authenticate(issued.secret)
+    return principal.context(), issued.secret
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
+    """Seconds until `check()` holds (polled), failing after `within` seconds."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < within, f"not within {within}s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def _refused(llm: LLMManager, secret: str) -> bool:
+    try:
+        await llm.tokens.authenticate(secret)
+    except UnauthenticatedError:
+        return True
+    return False
+
+
+async def _blocked(llm: LLMManager, context: CallContext) -> bool:
+    try:
+        await llm.chat("demo", "hi", context=context, max_tokens=10)
+    except BudgetExceededError:
+        return True
+    return False
+
+
+def test_ttl_cache_expires_and_ignores_answers_loaded_before_a_clear() -> None:
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0])
+    cache.put("a", 1, generation=cache.generation)
+    assert cache.get("a") == 1
+    now[0] = 1.0
+    assert cache.get("a") is None
+    stale_generation = cache.generation
+    cache.clear()
+    cache.put("a", 2, generation=stale_generation)
+    assert cache.get("a") is None
+
+
+async def test_a_revocation_applies_to_the_next_request_in_this_process(llm: LLMManager) -> None:
+    _, secret = await _setup(llm)
+    await llm.tokens.authenticate(secret)  # cached now
+    await llm.tokens.revoke(secret[:13])
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        await llm.tokens.authenticate(secret)
+
+
+async def test_a_change_made_elsewhere_applies_within_the_ttl(llm: LLMManager) -> None:
+    """Another process on the same database without Redis: its change is seen within the TTL."""
+    _, secret = await _setup(llm)
+    await llm.tokens.authenticate(secret)
+    async with llm.services.database.session() as session:
+        await session.execute(update(ApiToken).values(revoked_at=utcnow()))
+    waited = await _eventually(lambda: _refused(llm, secret), within=PRINCIPAL_TTL + 0.5)
+    assert waited <= PRINCIPAL_TTL + 0.1
+
+
+async def test_a_cached_token_still_expires_on_time(llm: LLMManager) -> None:
+    _, secret = await _setup(llm)
+    await llm.tokens.authenticate(secret)
+    async with llm.services.database.session() as session:
+        await session.execute(update(ApiToken).values(expires_at=utcnow()))
+    llm.tokens._principals.clear()  # a cache loaded just before the expiry
+    with pytest.raises(UnauthenticatedError, match="expired"):
+        await llm.tokens.authenticate(secret)
+
+
+async def test_a_budget_set_in_this_process_applies_to_the_next_call(llm: LLMManager) -> None:
+    context, _ = await _setup(llm)
+    assert not await _blocked(llm, context)  # "no budget" is cached now
+    await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=1))
+    assert await _blocked(llm, context)
+    [budget] = await llm.budgets.list_all()
+    await llm.budgets.delete(budget.id)
+    assert not await _blocked(llm, context)
+
+
+async def test_settlements_are_read_back_and_sequential_calls_see_real_costs(llm: LLMManager) -> None:
+    """Settled through the usage writer, yet calls one after another fit as if settled at once."""
+    context, _ = await _setup(llm)
+    await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=60))
+    results = [await llm.chat("demo", "hi", context=context, max_tokens=10) for _ in range(3)]
+    [budget] = await llm.budgets.list_all()
+    assert budget.spent_tokens == sum(result.usage.total_tokens for result in results)
+    assert (budget.reserved_tokens, budget.reserved_usd) == (0, Decimal(0))
+
+
+@pytest.fixture
+async def two_processes(
+    settings: Settings, redis_url: str, redis_prefix: str
+) -> AsyncIterator[list[LLMManager]]:
+    """Two managers on one database and one Redis, as two server processes would be."""
+    shared = settings.model_copy(update={"redis_url": redis_url, "redis_prefix": redis_prefix})
+    async with LLMManager.open(shared) as first, LLMManager.open(shared) as second:
+        yield [first, second]
+
+
+async def test_through_redis_a_revocation_reaches_the_other_process_at_once(
+    two_processes: list[LLMManager],
+) -> None:
+    first, second = two_processes
+    _, secret = await _setup(first)
+    await second.tokens.authenticate(secret)
+    await first.tokens.revoke(secret[:13])
+    assert await _eventually(lambda: _refused(second, secret), within=PRINCIPAL_TTL) < 0.5
+
+
+async def test_through_redis_a_budget_reaches_the_other_process_at_once(
+    two_processes: list[LLMManager],
+) -> None:
+    first, second = two_processes
+    context, _ = await _setup(first)
+    assert not await _blocked(second, context)
+    await first.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=1))
+    assert await _eventually(lambda: _blocked(second, context), within=BUDGETS_TTL) < 0.5
