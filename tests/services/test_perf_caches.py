@@ -21,7 +21,8 @@ from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BUDGETS_TTL, BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
-from llm_manager.services.tokens import PRINCIPAL_TTL, TtlCache
+from llm_manager.services.invalidation import TtlCache
+from llm_manager.services.tokens import PRINCIPAL_TTL
 from llm_manager.settings import Settings
 
 PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}

@@ -166,22 +166,37 @@ async def _call(body: StreamRequest, caller: Principal, llm: LLMManager) -> Chat
 
 
 async def _attached_events(pending: PendingStream, llm: LLMManager, request: Request) -> AsyncIterator[bytes]:
-    """Run a claimed stream; everything, errors included, travels as events (EventSource has no body)."""
-    try:
-        token_id = int(pending.owner.owner.removeprefix("token:"))
-        caller = await llm.services.tokens.principal(token_id)
-        call = await _call(StreamRequest.model_validate(pending.request), caller, llm)
-        if await llm.services.streams.is_cancelled(pending.id):
-            yield _error_event("the stream was cancelled before it started", "cancelled")
+    """Run a claimed stream; everything, errors included, travels as events (EventSource has no body).
+
+    The run is registered as cancellable before the first byte, so a cancel while a slow model is
+    still thinking stops it too.
+    """
+    metrics: GatewayMetrics = request.app.state.metrics
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    cancelled = asyncio.Event()
+    with metrics.stream_opened("sse"), llm.services.streams.running(pending.id, cancelled.set):
+        try:
+            token_id = int(pending.owner.owner.removeprefix("token:"))
+            caller = await llm.services.tokens.principal(token_id)
+            call = await _call(StreamRequest.model_validate(pending.request), caller, llm)
+            if await llm.services.streams.is_cancelled(pending.id):
+                yield error_event("the stream was cancelled before it started", "cancelled")
+                return
+            stream = llm.services.chat.stream(call)
+            first, stopped = await first_unless_cancelled(stream, cancelled)
+        except (LLMManagerError, ValueError) as error:
+            code = error.code if isinstance(error, LLMManagerError) else InvalidInputError.code
+            yield error_event(str(error), code)
             return
-        stream = llm.services.chat.stream(call)
-        first = await stream.first()
-    except (LLMManagerError, ValueError) as error:
-        code = error.code if isinstance(error, LLMManagerError) else InvalidInputError.code
-        yield _error_event(str(error), code)
-        return
-    async for chunk in _events(stream, first, pending.id, llm, request):
-        yield chunk
+        if stopped:
+            yield error_event("cancelled before the first token arrived", "cancelled", log_id=stream.log_id)
+            return
+        pump = EventPump(stream, cancelled, lifecycle, llm.settings.sse_heartbeat)
+        try:
+            async for chunk in pump.run(first):
+                yield chunk
+        finally:
+            await pump.close()
 
 
 async def _events(
@@ -191,7 +206,7 @@ async def _events(
     lifecycle: Lifecycle = request.app.state.lifecycle
     cancelled = asyncio.Event()
     with metrics.stream_opened("sse"), llm.services.streams.running(stream_id, cancelled.set):
-        pump = _Pump(stream, cancelled, lifecycle, llm.settings.sse_heartbeat)
+        pump = EventPump(stream, cancelled, lifecycle, llm.settings.sse_heartbeat)
         try:
             async for chunk in pump.run(first):
                 yield chunk
@@ -199,7 +214,29 @@ async def _events(
             await pump.close()
 
 
-class _Pump:
+async def first_unless_cancelled(
+    stream: ChatStream, cancelled: asyncio.Event
+) -> tuple[StreamEvent | None, bool]:
+    """The stream's first event, or `(None, True)` if a Stop came first (the call is then closed)."""
+    first = asyncio.ensure_future(stream.first())
+    stop = asyncio.ensure_future(cancelled.wait())
+    try:
+        await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not first.done():
+            first.cancel()
+        # Shielded: after a hang-up every await here is cancelled again, leaving upstream open.
+        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError, LLMManagerError):
+            await first
+        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
+            await stop
+    if first.cancelled():
+        return None, True
+    return first.result(), False
+
+
+class EventPump:
     """Waits for the next event, a cancel, the end of the shutdown grace — or sends a heartbeat."""
 
     def __init__(
@@ -213,7 +250,11 @@ class _Pump:
         self._chunks = 0
 
     async def run(self, first: StreamEvent | None) -> AsyncIterator[bytes]:
-        event = first
+        """The events as SSE bytes, ending with `done` or `error` — also for a reply of no events."""
+        if first is None:
+            yield self._done()
+            return
+        event: StreamEvent | None = first
         try:
             while event is not None:
                 if isinstance(event, TextDelta) and event.text:
@@ -230,7 +271,7 @@ class _Pump:
                         return
                     elif waited == "stopping":
                         await self._stop()
-                        yield _error_event(
+                        yield error_event(
                             "the server is shutting down; the partial reply was saved", "shutting_down"
                         )
                         return
@@ -240,7 +281,7 @@ class _Pump:
                     elif not isinstance(waited, str):
                         event = waited
         except LLMManagerError as error:
-            yield _error_event(str(error), error.code, log_id=self._stream.log_id)
+            yield error_event(str(error), error.code, log_id=self._stream.log_id)
 
     async def _wait(self) -> StreamEvent | str:
         if self._next is None:
@@ -305,7 +346,7 @@ class _Pump:
                 await waiter
 
 
-def _error_event(message: str, code: str, *, log_id: str | None = None) -> bytes:
+def error_event(message: str, code: str, *, log_id: str | None = None) -> bytes:
     payload: dict[str, Any] = {"type": "error", "message": message, "code": code}
     if log_id is not None:
         payload["log_id"] = log_id

@@ -49,8 +49,8 @@ from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.applications import application_named, visible_configuration_id
 from llm_manager.services.calls import Admission, ChatCall, ProviderFactory
 from llm_manager.services.configurations import ResolvedConfiguration
+from llm_manager.services.invalidation import Invalidations, TtlCache
 from llm_manager.services.pricing import Pricing
-from llm_manager.services.tokens import Invalidations, TtlCache
 from llm_manager.types import Usage
 
 Period = Literal["day", "month", "total"]

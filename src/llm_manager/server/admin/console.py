@@ -16,13 +16,10 @@ is the usage log itself, not something kept in the browser.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,7 +31,7 @@ from llm_manager.server.admin._session import Needs
 from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
-from llm_manager.server.streams import _error_event, _Pump
+from llm_manager.server.streams import EventPump, error_event, first_unless_cancelled
 from llm_manager.services.calls import CallContext, ChatCall
 from llm_manager.services.chat import ChatStream
 from llm_manager.services.configurations import ConfigurationView, parse_params
@@ -170,34 +167,30 @@ class _ConsoleRun:
         # Registered before the first byte, so a Stop while a slow model thinks is not lost.
         with self._metrics.stream_opened("sse"), board.running(self._pending.id, cancelled.set):
             if await board.is_cancelled(self._pending.id):
-                yield _error_event("the run was stopped before it started", "cancelled")
+                yield error_event("the run was stopped before it started", "cancelled")
                 return
             try:
                 call = self._call()
             except (InvalidInputError, ValueError) as error:
-                yield _error_event(str(error), InvalidInputError.code)
+                yield error_event(str(error), InvalidInputError.code)
                 return
             stream = self._llm.services.chat.stream(call)
             try:
-                first, stopped = await _first_unless(stream, cancelled)
+                first, stopped = await first_unless_cancelled(stream, cancelled)
             except LLMManagerError as error:
                 log_id = stream.log_id if isinstance(error, ProviderError) else None  # a provider billed it
-                yield _error_event(str(error), error.code, log_id=log_id)
+                yield error_event(str(error), error.code, log_id=log_id)
                 return
             if stopped:
-                yield _error_event(
-                    "stopped before the first token arrived", "cancelled", log_id=stream.log_id
-                )
-            elif first is None:
-                yield _empty_done(stream)
+                yield error_event("stopped before the first token arrived", "cancelled", log_id=stream.log_id)
             else:
                 async for chunk in self._relay(stream, first, cancelled):
                     yield chunk
 
     async def _relay(
-        self, stream: ChatStream, first: StreamEvent, cancelled: asyncio.Event
+        self, stream: ChatStream, first: StreamEvent | None, cancelled: asyncio.Event
     ) -> AsyncIterator[bytes]:
-        pump = _Pump(stream, cancelled, self._lifecycle, self._llm.settings.sse_heartbeat)
+        pump = EventPump(stream, cancelled, self._lifecycle, self._llm.settings.sse_heartbeat)
         try:
             async for chunk in pump.run(first):
                 yield chunk
@@ -217,44 +210,6 @@ class _ConsoleRun:
             operation=OPERATION,
             follow_fallbacks=False,  # the console tests the configuration it names
         )
-
-
-async def _first_unless(stream: ChatStream, cancelled: asyncio.Event) -> tuple[StreamEvent | None, bool]:
-    """The stream's first event, or `(None, True)` if a Stop came first (the call is then closed)."""
-    first = asyncio.ensure_future(stream.first())
-    stop = asyncio.ensure_future(cancelled.wait())
-    try:
-        await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not first.done():
-            first.cancel()
-        # Shielded: after a hang-up every await here is cancelled again, leaving upstream open.
-        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError, LLMManagerError):
-            await first
-        with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
-            await stop
-    if first.cancelled():
-        return None, True
-    return first.result(), False
-
-
-def _empty_done(stream: ChatStream) -> bytes:
-    """`done` for a reply without a single event (the pump only starts from a first event)."""
-    result = stream.result
-    stats: dict[str, Any] = {"chunks": 0, "log_id": stream.log_id, "response": ""}
-    if result is not None:
-        stats |= {
-            "tokens": result.usage.prompt_tokens + result.usage.completion_tokens,
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "duration_ms": result.latency_ms,
-            "ttft_ms": result.ttft_ms,
-            "cost": None if result.cost is None else f"{result.cost.normalize():f}",
-            "status": result.status,
-            "finish_reason": result.finish_reason,
-        }
-    return b"data: " + orjson.dumps({"type": "done", "stats": stats}) + b"\n\n"
 
 
 async def _runs(llm: LLMManager, cursor: str | None) -> UsagePage:

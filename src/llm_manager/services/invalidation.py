@@ -1,0 +1,131 @@
+"""Per-process answer caches on the request path, and how a change reaches every process.
+
+A `TtlCache` keeps an answer (the caller behind a token, the budgets that apply to a call) for a
+second or so; `Invalidations` clears the caches of one topic at once in this process and, with
+Redis, in every process of the deployment (one pub/sub channel). The TTL bounds what a process
+that missed a message (no Redis, a CLI writing the same SQLite file) may serve stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:  # annotations only: redis is imported lazily, where a client is made (manager.py)
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+logger = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A per-process answer cache with a time bound and a generation guard.
+
+    `clear()` bumps the generation; an answer loaded while a clear happened is not stored, so a
+    lookup racing a change can never put the old answer back after the change was announced.
+    """
+
+    def __init__(self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[K, tuple[float, V]] = {}
+        self.generation = 0
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V, *, generation: int) -> None:
+        """Store `value`, loaded when the cache was at `generation`, unless it was cleared since."""
+        if generation != self.generation:
+            return
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # a bound, not an LRU: entries are cheap to reload
+        self._entries[key] = (self._clock() + self._ttl, value)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
+class Invalidations:
+    """Tells every process of a deployment that its cached answers on a topic are stale.
+
+    `publish` clears this process's caches at once; with Redis it also sends the topic on one
+    pub/sub channel every process listens to. Without Redis only this process hears it, so the
+    caches' TTLs bound what other processes may miss.
+    """
+
+    def __init__(self) -> None:
+        self._redis: Redis | None = None
+        self._channel = ""
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, topic: str, clear: Callable[[], None]) -> None:
+        self._listeners.setdefault(topic, []).append(clear)
+
+    async def publish(self, topic: str) -> None:
+        self._clear(topic)
+        if self._redis is not None:
+            await self._redis.publish(self._channel, topic)
+
+    async def start(self, redis: Redis | None, prefix: str) -> None:
+        """Join the deployment's channel (when there is Redis) before serving, so no change
+        published after start-up is missed."""
+        if redis is None or self._task is not None:
+            return
+        self._redis = redis
+        self._channel = f"{prefix}cache:invalidate"
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._channel)
+        self._task = asyncio.create_task(self._listen(self._pubsub), name="cache-invalidation-listener")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        self._redis = None
+
+    def _clear(self, topic: str) -> None:
+        for clear in self._listeners.get(topic, ()):
+            clear()
+
+    def _clear_all(self) -> None:
+        for topic in self._listeners:
+            self._clear(topic)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        self._clear(data.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # messages may be lost while disconnected: forget everything
+                logger.warning(
+                    "cache invalidation listener lost its Redis connection; retrying", exc_info=True
+                )
+                self._clear_all()
+                await asyncio.sleep(1)
+                self._clear_all()
