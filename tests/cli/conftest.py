@@ -38,6 +38,8 @@ def isolated_environment(data_dir: Path) -> dict[str, str | None]:
     environment["LLM_MANAGER_DATA_DIR"] = str(data_dir)
     environment["LLM_MANAGER_USAGE_FLUSH_INTERVAL"] = "0.01"
     environment["COLUMNS"] = "200"
+    environment["LLM_MANAGER_PASSWORD_HASH_MEMORY_KIB"] = "1024"  # cheap Argon2 for the suite
+    environment["LLM_MANAGER_PASSWORD_HASH_TIME_COST"] = "1"
     return environment
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from dataclasses import asdict
 from enum import StrEnum
@@ -81,13 +82,19 @@ def _ensure_admin(email: str, password_stdin: bool) -> None:
     if any(user.email == email.strip().lower() for user in existing):
         out.print(f"Admin user {email} exists; sign in at /admin.")
         return
-    password = users.read_password(password_stdin)
+    generated = not password_stdin and not sys.stdin.isatty()
+    # Nobody to ask (CI, a service manager): make a strong password and show it this once.
+    password = secrets.token_urlsafe(18) if generated else users.read_password(password_stdin)
     run(
         lambda llm: llm.services.accounts.create_user(
             email, password, name="Administrator", roles=["super-admin"]
         )
     )
     out.print(f"Created super-admin [bold]{email}[/]; sign in at /admin.")
+    if generated:
+        out.print(
+            f"Its generated password, shown only now: [bold]{password}[/] (change it on /admin/account)."
+        )
 
 
 @app.command()
