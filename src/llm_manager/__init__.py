@@ -1,5 +1,6 @@
 """LLM Manager: one managed place through which applications use Large Language Models."""
 
+from llm_manager.conversation import ConversationHandle
 from llm_manager.errors import (
     AuthenticationError,
     BadRequestError,
@@ -48,6 +49,7 @@ __all__ = [
     "ChatStream",
     "ConflictError",
     "ContextLengthExceededError",
+    "ConversationHandle",
     "EmbeddingResult",
     "Finish",
     "GenerationParams",

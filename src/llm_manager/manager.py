@@ -22,6 +22,7 @@ import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from argon2 import PasswordHasher
 
+from llm_manager.conversation import ConversationHandle
 from llm_manager.db.migrate import upgrade_to_head
 from llm_manager.db.session import Database
 from llm_manager.errors import InvalidInputError
@@ -35,6 +36,8 @@ from llm_manager.services.budgets import BudgetGuard, BudgetService
 from llm_manager.services.calls import CallContext, ChatCall, Guard, ProviderFactory, RetryPolicy
 from llm_manager.services.chat import ChatService, ChatStream
 from llm_manager.services.configurations import ConfigurationService, parse_params
+from llm_manager.services.conversation_replies import ConversationReplies
+from llm_manager.services.conversations import ConversationOwner, ConversationService, Viewer
 from llm_manager.services.metrics import MetricService
 from llm_manager.services.models import ModelDiscovery
 from llm_manager.services.pricing import Pricing
@@ -42,6 +45,7 @@ from llm_manager.services.ratelimits import MemoryRateCounter, RateCounter, Rate
 from llm_manager.services.secrets import SecretsService, ensure_key_file, load_key_ring
 from llm_manager.services.stats import StatsService
 from llm_manager.services.streams import MemoryStreamBoard, RedisStreamBoard, StreamBoard
+from llm_manager.services.templates import RenderedTemplate, TemplateService
 from llm_manager.services.tokens import TokenService
 from llm_manager.services.usage import UsageService
 from llm_manager.services.web_sessions import SessionService
@@ -59,7 +63,8 @@ from llm_manager.types import (
 if TYPE_CHECKING:  # annotations only: redis is imported lazily, by `_redis_client`
     from redis.asyncio import Redis
 
-Prompt = str | Sequence[Message | Mapping[str, Any]]
+Prompt = str | Sequence[Message | Mapping[str, Any]] | RenderedTemplate
+"""Text, messages, or a rendered template (its version is then recorded on the usage row)."""
 _CONNECTION_TEST_PROMPT = "Reply with the single word: OK"
 
 
@@ -83,6 +88,9 @@ class Services:
     accounts: AccountService
     sessions: SessionService
     activity: ActivityService
+    conversations: ConversationService
+    replies: ConversationReplies
+    templates: TemplateService
     streams: StreamBoard = dataclasses.field(default_factory=MemoryStreamBoard)
     redis: Redis | None = None
     """Shared by every process of a deployment when `LLM_MANAGER_REDIS_URL` is set."""
@@ -175,18 +183,66 @@ class LLMManager:
     def secrets(self) -> SecretsService:
         return self.services.secrets
 
+    @property
+    def templates(self) -> TemplateService:
+        return self.services.templates
+
+    async def conversation(
+        self,
+        configuration: str | None = None,
+        *,
+        id: str | None = None,
+        title: str | None = None,
+        system: str | None = None,
+        context_strategy: str = "truncate",
+        owner: ConversationOwner | None = None,
+        viewer: Viewer | None = None,
+        context: CallContext | None = None,
+        **params: Any,
+    ) -> ConversationHandle:
+        """A new conversation on `configuration` (None: the default), or the existing one `id`.
+
+        The library acts for whoever holds the database: by default it owns what it creates and
+        sees every conversation; pass `owner` / `viewer` to act for a user or an application.
+        """
+        viewer = viewer or Viewer.system()
+        services = self.services
+        if id is not None:
+            view = await services.conversations.get(id, viewer)
+        else:
+            view = await services.conversations.create(
+                owner or ConversationOwner(),
+                configuration,
+                title=title,
+                system_prompt=system,
+                context_strategy=context_strategy,
+                params=params,
+            )
+        return ConversationHandle(view, services.conversations, services.replies, viewer, context)
+
     async def chat(
         self,
         configuration: str | None,
-        prompt: Prompt,
+        prompt: Prompt | None = None,
         *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
         system: str | None = None,
         tools: Sequence[ToolDefinition] = (),
         tool_choice: str | None = None,
         context: CallContext | None = None,
         **overrides: Any,
     ) -> ChatResult:
-        """One whole call. `overrides` are generation parameters (temperature=0.2, max_tokens=100…)."""
+        """One whole call. `overrides` are generation parameters (temperature=0.2, max_tokens=100…).
+
+        Give a `prompt`, or a `template` reference (`name`, `name@label`, `name@3`) and its `variables`.
+        """
+        if template is not None:
+            if prompt is not None:
+                raise InvalidInputError("give either a prompt or a template, not both", field="template")
+            prompt = await self.templates.render(template, variables)
+        if prompt is None:
+            raise InvalidInputError("give a prompt or a template", field="prompt")
         call = _chat_call(configuration, prompt, system, tools, tool_choice, context, overrides, "chat")
         return await self.services.chat.chat(call)
 
@@ -253,7 +309,7 @@ class SyncLLMManager:
         ):
             yield cls(portal, llm)
 
-    def chat(self, configuration: str | None, prompt: Prompt, **options: Any) -> ChatResult:
+    def chat(self, configuration: str | None, prompt: Prompt | None = None, **options: Any) -> ChatResult:
         return self._portal.call(functools.partial(self.manager.chat, configuration, prompt, **options))
 
     def stream(self, configuration: str | None, prompt: Prompt, **options: Any) -> Iterator[StreamEvent]:
@@ -309,6 +365,7 @@ def _wire_services(
     )
     tokens = TokenService(database)
     budgets = BudgetService(database, pricing, providers, writer=writer, invalidations=tokens.invalidations)
+    models = ModelDiscovery(configurations, providers, settings.model_cache_ttl)
     chat = ChatService(
         configurations=configurations,
         providers=providers,
@@ -327,7 +384,7 @@ def _wire_services(
         applications=ApplicationService(database),
         configurations=configurations,
         chat=chat,
-        models=ModelDiscovery(configurations, providers, settings.model_cache_ttl),
+        models=models,
         usage=UsageService(database, writer),
         metrics=MetricService(database, writer),
         secrets=SecretsService(database, key_ring),
@@ -337,6 +394,9 @@ def _wire_services(
         accounts=AccountService(database, passwords),
         sessions=SessionService(database, passwords, max_age=timedelta(seconds=settings.session_max_age)),
         activity=ActivityService(database),
+        conversations=ConversationService(database, configurations),
+        replies=ConversationReplies(database, chat, configurations, models, pricing),
+        templates=TemplateService(database),
     )
 
 
@@ -350,22 +410,36 @@ def _chat_call(
     overrides: Mapping[str, Any],
     operation: str,
 ) -> ChatCall:
+    params = dict(overrides)
+    template_name = template_version = None
+    if isinstance(prompt, RenderedTemplate):
+        # The template's configuration and parameters are defaults: the caller's win.
+        configuration = configuration or prompt.configuration
+        params = {**prompt.params, **params}
+        template_name, template_version = prompt.name, prompt.version
+        system = system or prompt.system
+        prompt = prompt.user
     messages = to_messages(prompt)
     if system:
         messages = (Message(role="system", content=system), *messages)
     return ChatCall(
         configuration=configuration,
         messages=messages,
-        overrides=parse_params(dict(overrides)),
+        overrides=parse_params(params),
         tools=tuple(tools),
         tool_choice=tool_choice,
         context=context or CallContext(),
         operation=operation,
+        template_name=template_name,
+        template_version=template_version,
     )
 
 
 def to_messages(prompt: Prompt) -> tuple[Message, ...]:
-    """Accept a string, `Message`s, or OpenAI-style dicts; refuse anything else by name."""
+    """Accept a string, `Message`s, OpenAI-style dicts or a rendered template; refuse anything else by name."""
+    if isinstance(prompt, RenderedTemplate):
+        user = Message(role="user", content=prompt.user)
+        return (Message(role="system", content=prompt.system), user) if prompt.system else (user,)
     if isinstance(prompt, str):
         if not prompt:
             raise InvalidInputError("prompt must not be empty", field="prompt")

@@ -68,6 +68,8 @@ class UsageRecord:
     response_chars: int = 0
     user_id: str | None = None
     conversation_id: str | None = None
+    template_name: str | None = None
+    template_version: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,6 +55,9 @@ class ChatCall:
     operation: str = "chat"
     follow_fallbacks: bool = True
     """False for connection tests: a test must exercise the configuration it names."""
+    template_name: str | None = None
+    template_version: int | None = None
+    """The prompt template version the messages were rendered from, recorded on the usage row."""
 
 
 class Admission(Protocol):

@@ -107,6 +107,11 @@ class ChatStream:
         """The id the call's usage row will have (known before the first event)."""
         return self._outcome.log_id
 
+    @property
+    def outcome(self) -> CallOutcome:
+        """The running call's record, for a stream that relays this one (see `ReplyStream`)."""
+        return self._outcome
+
 
 class ChatService:
     def __init__(
@@ -136,9 +141,13 @@ class ChatService:
         outcome = CallOutcome(call=replace(call, operation=call.operation or "stream"))
         return ChatStream(self._stream_events(outcome), outcome)
 
-    async def chat(self, call: ChatCall) -> ChatResult:
-        """A whole call through the adapter's plain (non-streaming) endpoint."""
-        outcome = CallOutcome(call=call)
+    async def chat(self, call: ChatCall, *, outcome: CallOutcome | None = None) -> ChatResult:
+        """A whole call through the adapter's plain (non-streaming) endpoint.
+
+        Pass your own `outcome` to see, after a failure, whether the call reached a provider
+        (`outcome.result` is then the accounted error) or was refused before any was asked.
+        """
+        outcome = outcome or CallOutcome(call=call)
         admission: Admission | None = None
         try:
             for configuration in await self._resolve(call):
@@ -399,6 +408,8 @@ class ChatService:
             response_chars=outcome.builder.text_chars,
             user_id=_clip(outcome.call.context.user_id, USER_ID_LENGTH),
             conversation_id=_clip(outcome.call.context.conversation_id, CONVERSATION_ID_LENGTH),
+            template_name=outcome.call.template_name,
+            template_version=outcome.call.template_version,
         )
 
     async def embed(

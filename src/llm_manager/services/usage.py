@@ -30,9 +30,12 @@ class UsageFilter:
     """`chat`, `stream`, `embed`, `test`, `console`, ..."""
     user_id: str | None = None
     """The end user or signed-in operator recorded on the call."""
+    conversation_id: str | None = None
+    template: str | None = None
+    """A prompt template's name; calls rendered from any of its versions."""
 
 
-OPERATIONS = ("chat", "stream", "embed", "test", "console")
+OPERATIONS = ("chat", "stream", "embed", "test", "console", "conversation", "summarize")
 """The operations the pipeline records today (surfaces name theirs on `ChatCall.operation`)."""
 
 
@@ -65,6 +68,8 @@ class UsageRow:
     api_token_id: int | None = None
     user_id: str | None = None
     conversation_id: str | None = None
+    template_name: str | None = None
+    template_version: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -145,6 +150,10 @@ def _filtered(query: Select[UsageLog], filters: UsageFilter) -> Select[UsageLog]
         query = query.where(UsageLog.operation == filters.operation)
     if filters.user_id:
         query = query.where(UsageLog.user_id == filters.user_id)
+    if filters.conversation_id:
+        query = query.where(UsageLog.conversation_id == filters.conversation_id)
+    if filters.template:
+        query = query.where(UsageLog.template_name == filters.template)
     return query
 
 
@@ -189,4 +198,6 @@ def _row(row: UsageLog) -> UsageRow:
         api_token_id=row.api_token_id,
         user_id=row.user_id,
         conversation_id=row.conversation_id,
+        template_name=row.template_name,
+        template_version=row.template_version,
     )

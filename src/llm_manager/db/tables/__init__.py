@@ -12,9 +12,11 @@ from llm_manager.db.tables.accounts import (
 from llm_manager.db.tables.applications import Application
 from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetWindow
 from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
+from llm_manager.db.tables.conversations import Conversation, ConversationMessage
 from llm_manager.db.tables.latency import UsageLatencyDaily
 from llm_manager.db.tables.metrics import CustomMetric
 from llm_manager.db.tables.secrets import EncryptionKey
+from llm_manager.db.tables.templates import PromptTemplate, PromptTemplateLabel, PromptTemplateVersion
 from llm_manager.db.tables.tokens import ApiToken
 from llm_manager.db.tables.usage import UsageDaily, UsageLog
 
@@ -26,10 +28,15 @@ __all__ = [
     "BudgetEvent",
     "BudgetWindow",
     "ConfigurationFallback",
+    "Conversation",
+    "ConversationMessage",
     "CustomMetric",
     "EncryptionKey",
     "LLMConfiguration",
     "LoginFailure",
+    "PromptTemplate",
+    "PromptTemplateLabel",
+    "PromptTemplateVersion",
     "ProviderModelCache",
     "Role",
     "RolePermission",

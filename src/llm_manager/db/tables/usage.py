@@ -13,7 +13,11 @@ from llm_manager.db.base import Base, Money, UTCDateTime, utcnow
 
 class UsageLog(Base):
     __tablename__ = "usage_logs"
-    __table_args__ = (Index("ix_usage_logs_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_usage_logs_created_at_id", "created_at", "id"),
+        Index("ix_usage_logs_template_name_template_version", "template_name", "template_version"),
+        Index("ix_usage_logs_conversation_id", "conversation_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -49,6 +53,8 @@ class UsageLog(Base):
     response_chars: Mapped[int] = mapped_column(default=0)
     user_id: Mapped[str | None] = mapped_column(String(100))
     conversation_id: Mapped[str | None] = mapped_column(String(64))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    template_version: Mapped[int | None] = mapped_column()
 
 
 class UsageDaily(Base):

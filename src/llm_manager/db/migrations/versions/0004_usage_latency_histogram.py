@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 _BUCKETS_PER_DOUBLING = 4
 """Frozen copy of `services/latency.py`'s bucket rule: a migration must not change with the code."""
 _INSERT_BATCH = 5000
+_PAGE = 10_000
 
 
 def upgrade() -> None:
@@ -66,6 +67,7 @@ def _backfill(table: sa.Table | None) -> None:
         return
     logs = sa.table(
         "usage_logs",
+        sa.column("id", sa.String()),
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("application_id", sa.Integer()),
         sa.column("configuration_id", sa.Integer()),
@@ -74,8 +76,7 @@ def _backfill(table: sa.Table | None) -> None:
         sa.column("latency_ms", sa.Integer()),
     )
     counts: Counter[tuple[Any, ...]] = Counter()
-    result = op.get_bind().execute(sa.select(*logs.columns).execution_options(yield_per=10_000))
-    for row in result:
+    for row in _all_rows(logs):
         key = (
             _day(row.created_at),
             row.application_id or 0,
@@ -89,6 +90,23 @@ def _backfill(table: sa.Table | None) -> None:
     rows = [dict(zip(names, key, strict=True)) | {"count": count} for key, count in counts.items()]
     for start in range(0, len(rows), _INSERT_BATCH):
         op.bulk_insert(table, rows[start : start + _INSERT_BATCH])
+
+
+def _all_rows(logs: sa.TableClause) -> Iterator[sa.Row[Any]]:
+    """Every row, a page at a time by id.
+
+    Not a server-side cursor: on PostgreSQL one stays open until the migration's transaction
+    ends, and a later migration in the same run could not ALTER the table.
+    """
+    bind = op.get_bind()
+    last = ""
+    while True:
+        query = sa.select(*logs.columns).where(logs.c.id > last).order_by(logs.c.id).limit(_PAGE)
+        page = bind.execute(query).all()
+        yield from page
+        if len(page) < _PAGE:
+            return
+        last = page[-1].id
 
 
 def _day(value: datetime | str) -> date:
