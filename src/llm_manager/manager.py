@@ -396,7 +396,7 @@ def _wire_services(
         activity=ActivityService(database),
         conversations=ConversationService(database, configurations),
         replies=ConversationReplies(database, chat, configurations, models, pricing),
-        templates=TemplateService(database),
+        templates=TemplateService(database, writer),
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, update
 from llm_manager.db.base import new_id
 from llm_manager.db.session import Database
 from llm_manager.db.tables import Conversation, ConversationMessage
-from llm_manager.errors import InvalidInputError
+from llm_manager.errors import InvalidInputError, ProviderError
 from llm_manager.services.calls import CallContext, CallOutcome, ChatCall
 from llm_manager.services.chat import ChatService, ChatStream
 from llm_manager.services.configurations import ConfigurationService, ResolvedConfiguration, parse_params
@@ -157,7 +157,8 @@ class ConversationReplies:
         overrides: dict[str, Any] | None = None,
         context: CallContext | None = None,
     ) -> ReplyStream:
-        """A streamed reply (prepared now: a refusal is raised here, before any event)."""
+        """A streamed reply. Preparing it (ownership, context window) fails here; a guard's refusal
+        (budget, rate limit) comes with the first event — servers await `first()` before answering."""
         prepared = await self._prepare(conversation_id, viewer, content, overrides, context)
         inner = self._chat.stream(prepared.call)
         return ReplyStream(self._relay_and_store(inner, prepared), inner, prepared)
@@ -201,7 +202,7 @@ class ConversationReplies:
         )
         window = await self._window(configuration)
         reserve = reply_reserve(configuration.params.merged(params).max_tokens, window)
-        call_context = replace(context or CallContext(), conversation_id=conversation_id)
+        call_context = _context_for(conversation, context)
         plan, summary, summarized = await self._plan(
             conversation, configuration, content, window, reserve, call_context
         )
@@ -257,9 +258,12 @@ class ConversationReplies:
         except ContextWindowError:  # the newest turn alone is over half: fold only what must go
             roomy = plan
         through = max(roomy.dropped)
-        summary = await self._summarize(conversation, configuration, roomy.dropped, window, context)
+        try:
+            summary = await self._summarize(conversation, configuration, roomy.dropped, window, context)
+        except ProviderError:  # the reply matters more than the summary: drop those turns this time
+            return _without_pending(plan), conversation.summary, None
         items = [item for item in items if item.seq > through or item.pinned]
-        summary_tokens = message_tokens(SUMMARY_PREFIX + summary)
+        summary_tokens = message_tokens(SUMMARY_PREFIX + summary) if summary else 0
         plan = plan_context(
             items, budget=history_budget(window=window, reserve=reserve, fixed=fixed + summary_tokens)
         )
@@ -272,11 +276,13 @@ class ConversationReplies:
         seqs: Sequence[int],
         window: int,
         context: CallContext,
-    ) -> str:
-        """Replace the earlier summary and the turns `seqs` by a new summary, stored at once."""
-        room = history_budget(
-            window=window, reserve=_SUMMARY_MAX_TOKENS, fixed=message_tokens(SUMMARY_INSTRUCTIONS)
-        )
+    ) -> str | None:
+        """Replace the earlier summary and the turns `seqs` by a new summary, stored at once.
+
+        A provider failure propagates: the caller then falls back to dropping those turns.
+        """
+        max_tokens = min(_SUMMARY_MAX_TOKENS, max(window // 8, 64))
+        room = history_budget(window=window, reserve=max_tokens, fixed=message_tokens(SUMMARY_INSTRUCTIONS))
         async with self._database.session() as session:
             query = (
                 select(ConversationMessage.seq, ConversationMessage.role, ConversationMessage.content)
@@ -295,6 +301,8 @@ class ConversationReplies:
             if used > room:
                 break
             parts.append(part)
+        if not parts:  # not even the newest dropped turn fits a summary call: it is dropped instead
+            return conversation.summary
         if conversation.summary:
             parts.append(f"EARLIER SUMMARY: {conversation.summary}")
         transcript = "\n\n".join(reversed(parts))
@@ -304,12 +312,12 @@ class ConversationReplies:
                 Message(role="system", content=SUMMARY_INSTRUCTIONS),
                 Message(role="user", content=transcript),
             ),
-            overrides=GenerationParams(max_tokens=min(_SUMMARY_MAX_TOKENS, max(window // 8, 64))),
+            overrides=GenerationParams(max_tokens=max_tokens),
             context=context,
             operation="summarize",
         )
         result = await self._chat.chat(call)
-        summary = result.text.strip()
+        summary = result.text.strip() or conversation.summary
         async with self._database.session() as session:
             await add_totals(
                 session,
@@ -360,7 +368,7 @@ class ConversationReplies:
         )
         async with self._database.session() as session:
             rows = (await session.scalars(query)).all()
-        return [_message(row) for row in rows if row.seq in kept]
+        return [_message(row) for row in rows if row.seq in kept and (row.content or row.tool_calls)]
 
     async def _window(self, configuration: ResolvedConfiguration) -> int:
         """The configuration's override, else what its provider said, else the price table's, else a default."""
@@ -409,7 +417,7 @@ class ConversationReplies:
                 tool_calls=_tool_calls(result.tool_calls),
                 status=_STATUS[result.status],
                 pinned=False,
-                tokens=result.usage.completion_tokens or message_tokens(result.text),
+                tokens=_history_size(result),
                 prompt_tokens=result.usage.prompt_tokens,
                 completion_tokens=result.usage.completion_tokens,
                 cost=result.cost,
@@ -437,6 +445,7 @@ class _Snapshot:
     context_strategy: str
     summary: str | None
     summary_through: int
+    external_user: str | None
 
     @classmethod
     def of(cls, row: Conversation) -> _Snapshot:
@@ -444,12 +453,25 @@ class _Snapshot:
             id=row.id,
             configuration=row.configuration_slug,
             application_id=row.application_id,
+            external_user=row.external_user,
             system_prompt=row.system_prompt,
             params=dict(row.params or {}),
             context_strategy=row.context_strategy,
             summary=row.summary,
             summary_through=row.summary_through,
         )
+
+
+def _context_for(conversation: _Snapshot, context: CallContext | None) -> CallContext:
+    """The caller's context, attributed to the conversation's application and end user when it
+    names none: an application's conversation spends that application's budget from any surface."""
+    context = context or CallContext()
+    return replace(
+        context,
+        conversation_id=conversation.id,
+        application_id=context.application_id or conversation.application_id,
+        user_id=context.user_id or conversation.external_user,
+    )
 
 
 def _without_pending(plan: ContextPlan) -> ContextPlan:
@@ -468,6 +490,13 @@ def _message(row: ConversationMessage) -> Message:
     calls = tuple(ToolCall(**call) for call in row.tool_calls or ())
     role = cast(Role, row.role)
     return Message(role=role, content=row.content or None, tool_calls=calls, tool_call_id=row.tool_call_id)
+
+
+def _history_size(result: ChatResult) -> int:
+    """What the reply costs when sent back as history: its text and tool calls, never the hidden
+    reasoning a reasoning model was billed for (it is not sent back)."""
+    arguments = "".join(call.name + call.arguments for call in result.tool_calls)
+    return message_tokens(result.text + arguments)
 
 
 def _tool_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]] | None:

@@ -52,8 +52,9 @@ class ConversationOwner:
 
 @dataclass(frozen=True, kw_only=True)
 class Viewer:
-    """Who is asking. Reading: the owner, or a holder of `view-llm-conversations` (all users'),
-    or an admin token (all applications'). Changing and sending: the owner only."""
+    """Who is asking. Reading: the owner, or anyone with `reads_all` — a holder of
+    `view-llm-conversations`, or an admin token — who reads every conversation. Changing and
+    sending: the owner only."""
 
     user_id: int | None = None
     application_id: int | None = None

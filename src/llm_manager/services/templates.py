@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import BigInteger, case, delete, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from llm_manager.db.tables import (
     UsageLog,
 )
 from llm_manager.errors import ConflictError, InvalidInputError, NotFoundError
+from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.configurations import parse_params
 from llm_manager.services.prompt_rendering import (
     RenderedPrompt,
@@ -39,6 +40,7 @@ from llm_manager.services.prompt_rendering import (
 LATEST = "latest"
 PRODUCTION = "production"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_RESERVED_NAMES = frozenset({"new"})
 _LABEL = re.compile(r"^[a-z][a-z0-9._-]{0,49}$")
 
 
@@ -113,8 +115,11 @@ class VersionStats:
 
 
 class TemplateService:
-    def __init__(self, database: Database, renderer: TemplateRenderer | None = None) -> None:
+    def __init__(
+        self, database: Database, writer: UsageWriter | None = None, renderer: TemplateRenderer | None = None
+    ) -> None:
         self._database = database
+        self._writer = writer
         self.renderer = renderer or TemplateRenderer()
 
     async def save(
@@ -272,13 +277,15 @@ class TemplateService:
                 func.sum(case((UsageLog.status == "error", 1), else_=0)),
                 func.coalesce(func.sum(UsageLog.prompt_tokens), 0),
                 func.coalesce(func.sum(UsageLog.completion_tokens), 0),
-                func.coalesce(func.sum(UsageLog.cost), 0),
+                func.coalesce(func.sum(type_coerce(UsageLog.cost, BigInteger)), 0),  # exact nano-dollars
                 func.avg(UsageLog.latency_ms),
             )
             .where(UsageLog.template_name == name, UsageLog.template_version.is_not(None))
             .group_by(UsageLog.template_version)
             .order_by(UsageLog.template_version.desc())
         )
+        if self._writer is not None:  # calls just made are still on their way to the log
+            await self._writer.flush()
         async with self._database.session() as session:
             await _find(session, name)
             rows = (await session.execute(query)).all()
@@ -423,6 +430,8 @@ def _template_view(row: PromptTemplate, labels: dict[str, int]) -> TemplateView:
 
 
 def _check_name(name: str) -> None:
+    if name in _RESERVED_NAMES:
+        raise InvalidInputError(f"{name!r} is reserved (it names a page); choose another name", field="name")
     if not _NAME.match(name):
         raise InvalidInputError(
             "name must be 1-100 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
