@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from llm_manager.manager import LLMManager
 from llm_manager.server import admin, api, docs, errors, health, observability, openai_api, streams
+from llm_manager.server.api import conversations, templates
 from llm_manager.server.lifecycle import DrainMiddleware, Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(streams.router)
     app.include_router(api.router)
+    app.include_router(conversations.router)
+    app.include_router(templates.router)
     app.include_router(docs.router)
     docs.mount_static(app)
     admin.install(app)

@@ -1,5 +1,9 @@
 """The OpenAI-compatible API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
 
+With the `x-llm-manager-conversation-id` request header (an id, or `new`), a chat completion uses
+server-side history: `messages` is just the new user message, and the reply is stored in the
+conversation, so SDK clients need not resend the whole chat.
+
 `model` names one of our configurations (a slug the token may use); the request's parameters
 override the configuration's defaults. Any field we do not know is refused, never forwarded — in
 particular the ones that would send the call elsewhere (`base_url`, `api_base`, `api_key`, ...).
@@ -25,12 +29,13 @@ from llm_manager.manager import Prompt, to_messages
 from llm_manager.providers._wire import encode_base64_floats
 from llm_manager.server.auth import InferenceCaller, authorize_configuration
 from llm_manager.server.deps import SSE_HEADERS, Manager
-from llm_manager.server.errors import classify
+from llm_manager.server.errors import classify, error_response
 from llm_manager.server.lifecycle import Lifecycle, ShuttingDownError
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
 from llm_manager.services.chat import ChatStream
 from llm_manager.services.configurations import parse_params
+from llm_manager.services.conversations import ConversationOwner, ConversationView, Viewer
 from llm_manager.services.tokens import Principal
 from llm_manager.types import (
     ChatResult,
@@ -44,6 +49,8 @@ from llm_manager.types import (
 )
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+CONVERSATION_HEADER = "x-llm-manager-conversation-id"
+NEW_CONVERSATION = "new"
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 
 
@@ -107,10 +114,29 @@ class EmbeddingRequest(BaseModel):
     user: Annotated[str, Field(max_length=100)] | None = None
 
 
-@router.post("/chat/completions", summary="Chat completion through a configuration (streamed or not)")
+@router.post(
+    "/chat/completions",
+    summary="Chat completion through a configuration (streamed or not)",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": CONVERSATION_HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Use server-side history: a conversation id, or `new` to start one. "
+                "`messages` is then only the new user message; the response names the conversation "
+                "in the same header.",
+            }
+        ]
+    },
+)
 async def chat_completions(
     body: ChatCompletionRequest, caller: InferenceCaller, llm: Manager, request: Request
 ) -> Response:
+    conversation_id = request.headers.get(CONVERSATION_HEADER)
+    if conversation_id is not None:
+        return await _conversation_completion(body, caller, llm, request, conversation_id.strip())
     call = await _chat_call(body, caller, llm)
     if not body.stream:
         result = await llm.services.chat.chat(call)
@@ -121,13 +147,114 @@ async def chat_completions(
         )
     stream = llm.services.chat.stream(call)
     first = await stream.first()  # errors before the first byte keep their HTTP status
+    return _streamed(body, stream, first, request, {"x-llm-manager-log-id": stream.log_id})
+
+
+def _streamed(
+    body: ChatCompletionRequest,
+    stream: ChatStream,
+    first: StreamEvent | None,
+    request: Request,
+    headers: dict[str, str],
+) -> StreamingResponse:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = _ChunkWriter(stream.log_id, body.model)
     return StreamingResponse(
         _sse(stream, first, chunks, include_usage, request.app.state.metrics, request.app.state.lifecycle),
         media_type="text/event-stream",
-        headers={**SSE_HEADERS, "x-llm-manager-log-id": stream.log_id},
+        headers={**SSE_HEADERS, **headers},
     )
+
+
+async def _conversation_completion(
+    body: ChatCompletionRequest, caller: Principal, llm: Manager, request: Request, conversation_id: str
+) -> Response:
+    """The new user message sent in a stored conversation (`new`: a conversation started now).
+
+    The conversation supplies the system prompt and the history, fitted to the model's window;
+    the message and the reply are stored, and a reply stopped by a hang-up is kept `interrupted`.
+    An error response names the conversation too, unless it was started now and stayed empty
+    (a refused first message): that one is deleted again.
+    """
+    content = _new_user_message(body)
+    overrides = _params(body)
+    parse_params(overrides, field_prefix="body")  # a bad parameter is named as the request sent it
+    view = await _conversation(body, caller, llm, conversation_id)
+    try:
+        return await _conversation_reply(body, caller, llm, request, view, content, overrides)
+    except LLMManagerError as error:
+        response = error_response(error)
+        viewer = Viewer(application_id=caller.application_id)
+        if conversation_id == NEW_CONVERSATION:
+            current = await llm.services.conversations.get(view.id, viewer)
+            if current.message_count == 0:
+                await llm.services.conversations.delete(view.id, viewer)
+                return response
+        response.headers[CONVERSATION_HEADER] = view.id
+        return response
+
+
+async def _conversation(
+    body: ChatCompletionRequest, caller: Principal, llm: Manager, conversation_id: str
+) -> ConversationView:
+    """The conversation to send in: a new one on `model`, or the given one (`model` must be its own)."""
+    if conversation_id == NEW_CONVERSATION:
+        await authorize_configuration(llm, caller, body.model)
+        owner = ConversationOwner(application_id=caller.application_id, external_user=body.user)
+        return await llm.services.conversations.create(owner, body.model)
+    view = await llm.services.conversations.get(conversation_id, Viewer(application_id=caller.application_id))
+    if body.model != view.configuration:
+        raise InvalidInputError(
+            f"model: this conversation uses {view.configuration!r}; send that as the model", field="model"
+        )
+    await authorize_configuration(llm, caller, view.configuration)
+    return view
+
+
+async def _conversation_reply(
+    body: ChatCompletionRequest,
+    caller: Principal,
+    llm: Manager,
+    request: Request,
+    view: ConversationView,
+    content: str,
+    overrides: dict[str, Any],
+) -> Response:
+    viewer = Viewer(application_id=caller.application_id)
+    context = caller.context(user_id=view.external_user or body.user)
+    headers = {CONVERSATION_HEADER: view.id}
+    replies = llm.services.replies
+    if not body.stream:
+        reply = await replies.send(view.id, viewer, content, overrides=overrides, context=context)
+        return Response(
+            orjson.dumps(_completion(reply.result, body.model)),
+            media_type="application/json",
+            headers={**_result_headers(reply.result), **headers},
+        )
+    stream = await replies.stream(view.id, viewer, content, overrides=overrides, context=context)
+    first = await stream.first()  # errors before the first byte keep their HTTP status
+    return _streamed(body, stream, first, request, {**headers, "x-llm-manager-log-id": stream.log_id})
+
+
+def _new_user_message(body: ChatCompletionRequest) -> str:
+    """With server-side history, `messages` is exactly the one new user message, as text."""
+    if any(message.get("role") == "system" for message in body.messages):
+        raise InvalidInputError(
+            "messages: with a conversation, send no system message: the conversation supplies its own "
+            "system prompt and history",
+            field="messages",
+        )
+    if len(body.messages) != 1 or body.messages[0].get("role") != "user":
+        raise InvalidInputError(
+            "messages: with a conversation, send exactly one message, the new user message",
+            field="messages",
+        )
+    if body.tools:
+        raise InvalidInputError("tools: not supported with a conversation", field="tools")
+    message = _messages(body.messages)[0]
+    if not message.content:
+        raise InvalidInputError("messages[0].content must not be empty", field="messages[0].content")
+    return message.content
 
 
 @router.post("/embeddings", summary="Embeddings through a configuration (float or base64)")
@@ -171,8 +298,7 @@ async def models(caller: InferenceCaller, llm: Manager) -> dict[str, Any]:
     }
 
 
-async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
-    await authorize_configuration(llm, caller, body.model)
+def _params(body: ChatCompletionRequest) -> dict[str, Any]:
     params = body.model_dump(
         include={"temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty"},
         exclude_none=True,
@@ -180,6 +306,12 @@ async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manage
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
+    return params
+
+
+async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
+    await authorize_configuration(llm, caller, body.model)
+    params = _params(body)
     tool_choice = body.tool_choice
     if isinstance(tool_choice, NamedToolChoice):
         name = tool_choice.function.get("name")

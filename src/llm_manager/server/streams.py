@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 import anyio
@@ -42,21 +42,30 @@ router = APIRouter(prefix="/api", tags=["streams"])
 
 
 class StreamRequest(BaseModel):
-    """What to stream: a configuration and either a prompt or OpenAI-style messages."""
+    """What to stream: a configuration and a prompt, OpenAI-style messages, or a prompt template.
+
+    With a `template` (`name`, `name@label` or `name@3`) and its `variables`, the configuration
+    may be left out when the template version names a default one; the version's parameters are
+    defaults that `params` override. The usage row records the template name and version.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    configuration: Annotated[str, Field(min_length=1, max_length=64)]
+    configuration: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     prompt: Annotated[str, Field(min_length=1)] | None = None
     messages: list[dict[str, Any]] | None = None
+    template: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    variables: dict[str, Any] | None = None
     system: str | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="temperature, max_tokens, ...")
     user: Annotated[str, Field(max_length=100)] | None = None
 
     @model_validator(mode="after")
     def _one_prompt(self) -> StreamRequest:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give either prompt or messages")
+        if sum(part is not None for part in (self.prompt, self.messages, self.template)) != 1:
+            raise ValueError("give one of prompt, messages or template")
+        if self.variables is not None and self.template is None:
+            raise ValueError("variables go with a template")
         return self
 
 
@@ -152,6 +161,10 @@ async def _is_creator(owner: StreamOwner, ticket: str | None, request: Request, 
 
 
 async def _call(body: StreamRequest, caller: Principal, llm: LLMManager) -> ChatCall:
+    if body.template is not None:
+        return await _template_call(body, caller, llm)
+    if body.configuration is None:
+        raise InvalidInputError("configuration is required", field="configuration")
     await authorize_configuration(llm, caller, body.configuration)
     messages = to_messages(body.prompt if body.prompt is not None else body.messages or [])
     if body.system:
@@ -162,6 +175,32 @@ async def _call(body: StreamRequest, caller: Principal, llm: LLMManager) -> Chat
         overrides=parse_params(body.params, field_prefix="params"),
         context=caller.context(user_id=body.user),
         operation="stream",
+    )
+
+
+async def _template_call(body: StreamRequest, caller: Principal, llm: LLMManager) -> ChatCall:
+    """Render the template; its configuration and parameters are defaults the request's override."""
+    assert body.template is not None
+    rendered = await llm.templates.render(body.template, body.variables)
+    configuration = body.configuration or rendered.configuration
+    if configuration is None:
+        raise InvalidInputError(
+            f"configuration is required: template {rendered.name!r} version {rendered.version} names none",
+            field="configuration",
+        )
+    await authorize_configuration(llm, caller, configuration)
+    system = body.system or rendered.system
+    messages: tuple[Message, ...] = (Message(role="user", content=rendered.user),)
+    if system:
+        messages = (Message(role="system", content=system), *messages)
+    return ChatCall(
+        configuration=configuration,
+        messages=messages,
+        overrides=parse_params({**rendered.params, **body.params}, field_prefix="params"),
+        context=caller.context(user_id=body.user),
+        operation="stream",
+        template_name=rendered.name,
+        template_version=rendered.version,
     )
 
 
@@ -237,13 +276,24 @@ async def first_unless_cancelled(
 
 
 class EventPump:
-    """Waits for the next event, a cancel, the end of the shutdown grace — or sends a heartbeat."""
+    """Waits for the next event, a cancel, the end of the shutdown grace — or sends a heartbeat.
+
+    `extra_stats`, when given, is asked once, for the `done` event only: what a caller adds to the
+    stats (a conversation's message ids, known once the reply is stored).
+    """
 
     def __init__(
-        self, stream: ChatStream, cancelled: asyncio.Event, lifecycle: Lifecycle, heartbeat: float
+        self,
+        stream: ChatStream,
+        cancelled: asyncio.Event,
+        lifecycle: Lifecycle,
+        heartbeat: float,
+        *,
+        extra_stats: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._stream = stream
         self._heartbeat = heartbeat
+        self._extra_stats = extra_stats
         self._next: asyncio.Future[StreamEvent] | None = None
         self._cancelled = asyncio.ensure_future(cancelled.wait())
         self._stopping = asyncio.ensure_future(lifecycle.stopping.wait())
@@ -335,6 +385,8 @@ class EventPump:
                 "model": result.model,
                 "response": result.text,
             }
+        if self._extra_stats is not None:
+            stats |= self._extra_stats()
         return b"data: " + orjson.dumps({"type": "done", "stats": stats}) + b"\n\n"
 
     async def close(self) -> None:
