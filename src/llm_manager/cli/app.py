@@ -1,27 +1,25 @@
-"""The root command: `init`, `chat`, `models`, `usage`, and the command groups."""
+"""The root command: `init`, `chat` (in `chat.py`), `models`, `usage`, and the command groups."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sys
 from dataclasses import asdict
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import uvicorn
 
-from llm_manager.cli import apps, budgets, config, keys, metrics, tokens, users
-from llm_manager.cli._runtime import consoles, fail, money, parse_pairs, print_json, run
-from llm_manager.cli.rendering import result_summary, usage_table
+from llm_manager.cli import apps, budgets, config, conversations, keys, metrics, templates, tokens, users
+from llm_manager.cli._runtime import consoles, fail, print_json, run
+from llm_manager.cli.chat import chat
+from llm_manager.cli.rendering import usage_table
 from llm_manager.errors import LLMManagerError
-from llm_manager.manager import LLMManager
 from llm_manager.services.secrets import ensure_key_file
 from llm_manager.services.seed import seed_defaults
 from llm_manager.services.usage import UsageFilter
 from llm_manager.settings import load_settings
-from llm_manager.types import ChatResult, TextDelta
 
 app = typer.Typer(
     name="llm-manager",
@@ -36,18 +34,14 @@ app.add_typer(apps.app, name="apps")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(budgets.app, name="budgets")
 app.add_typer(users.app, name="users")
+app.add_typer(conversations.app, name="conversations")
+app.add_typer(templates.app, name="templates")
 
 
 class CallStatusChoice(StrEnum):
     ok = "ok"
     error = "error"
     cancelled = "cancelled"
-
-
-ParamOption = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", help="Generation parameter override, e.g. temperature=0.2."),
-]
 
 
 @app.command()
@@ -97,53 +91,7 @@ def _ensure_admin(email: str, password_stdin: bool) -> None:
         )
 
 
-@app.command()
-def chat(
-    configuration: Annotated[str, typer.Argument(help="Configuration slug.")],
-    prompt: Annotated[str, typer.Argument(help="What to say. Use '-' to read it from standard input.")],
-    system: Annotated[str | None, typer.Option("--system", "-s", help="A system prompt.")] = None,
-    param: ParamOption = None,
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object with text, usage, cost, log_id.")
-    ] = False,
-) -> None:
-    """Send a prompt through a configuration; the reply streams to the terminal."""
-    text = sys.stdin.read() if prompt == "-" else prompt
-    overrides = parse_pairs(param or (), option="--param")
-    if no_stream or as_json:
-        result = run(lambda llm: llm.chat(configuration, text, system=system, **overrides))
-        if as_json:
-            print_json(_result_json(result))
-        else:
-            typer.echo(result.text)
-            consoles()[1].print(result_summary(result))
-        return
-    streamed = run(lambda llm: _stream_to_terminal(llm, configuration, text, system, overrides))
-    if streamed is not None:
-        consoles()[1].print(result_summary(streamed))
-        if streamed.status == "cancelled":
-            raise typer.Exit(130)
-
-
-async def _stream_to_terminal(
-    llm: LLMManager, configuration: str, text: str, system: str | None, overrides: dict[str, Any]
-) -> ChatResult | None:
-    """Print text as it arrives; Ctrl-C stops the call, which is still accounted as cancelled."""
-    wrote = False
-    async with llm.stream(configuration, text, system=system, **overrides) as stream:
-        try:
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                    wrote = True
-        except asyncio.CancelledError:
-            await stream.aclose()
-        finally:
-            if wrote:
-                sys.stdout.write("\n")
-    return stream.result
+app.command()(chat)
 
 
 @app.command()
@@ -184,30 +132,6 @@ def usage(
         consoles()[1].print('No calls yet. Try [bold]llm-manager chat demo "hello"[/].')
         return
     consoles()[0].print(usage_table(page.rows))
-
-
-def _result_json(result: ChatResult) -> dict[str, object]:
-    return {
-        "text": result.text,
-        "tool_calls": [asdict(call) for call in result.tool_calls],
-        "usage": {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.total_tokens,
-            "cached_tokens": result.usage.cached_tokens,
-            "estimated": result.usage.estimated,
-        },
-        "cost": None if result.cost is None else str(result.cost),
-        "cost_display": money(result.cost),
-        "log_id": result.log_id,
-        "configuration": result.configuration,
-        "provider": result.provider,
-        "model": result.model,
-        "finish_reason": result.finish_reason,
-        "latency_ms": result.latency_ms,
-        "ttft_ms": result.ttft_ms,
-        "attempts": result.attempts,
-    }
 
 
 @app.command()

@@ -35,12 +35,23 @@ class NavItem:
     url: str
     permission: str | None
     """None: every signed-in user; `super-admin`: that role only."""
+    alternatives: tuple[str, ...] = ()
+    """Other permissions that each show the item too."""
+
+    def visible_to(self, user: SessionUser) -> bool:
+        if self.permission is None:
+            return True
+        if self.permission == SUPER_ADMIN:
+            return user.is_super_admin
+        return any(user.may(permission) for permission in (self.permission, *self.alternatives))
 
 
 NAVIGATION = (
     NavItem("Dashboard", "/admin", None),
     NavItem("Configurations", "/admin/configurations", "view-llm-configs"),
     NavItem("Console", "/admin/console", "test-llm-configs"),
+    NavItem("Conversations", "/admin/conversations", "test-llm-configs", ("view-llm-conversations",)),
+    NavItem("Templates", "/admin/templates", "view-llm-configs"),
     NavItem("Usage", "/admin/usage", "view-llm-stats"),
     NavItem("Statistics", "/admin/statistics", "view-llm-stats"),
     NavItem("Budgets", "/admin/budgets", "manage-llm-providers"),
@@ -54,12 +65,7 @@ NAVIGATION = (
 def visible_navigation(user: SessionUser | None) -> list[NavItem]:
     if user is None:
         return []
-    return [
-        item
-        for item in NAVIGATION
-        if item.permission is None
-        or (user.is_super_admin if item.permission == SUPER_ADMIN else user.may(item.permission))
-    ]
+    return [item for item in NAVIGATION if item.visible_to(user)]
 
 
 def money(value: Decimal | float | str | None, places: int = 4) -> str:
