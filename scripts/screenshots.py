@@ -34,7 +34,9 @@ from llm_manager.services.activity import Actor
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.conversations import ConversationOwner, Viewer
 from llm_manager.services.seed import seed_defaults
+from llm_manager.services.templates import TemplateDraft
 from llm_manager.settings import load_settings
 from llm_manager.testing.live_server import serve_in_thread
 
@@ -160,9 +162,58 @@ async def populate(llm: LLMManager) -> dict[str, str]:
     await _history(llm, ids)
     await _live_calls(llm, ids)
     await _activity(llm, admin.id)
+    conversation_id = await _conversation(llm, admin.id)
+    await _templates(llm)
     await services.writer.flush()
     first = (await services.usage.list_page(limit=1)).rows[0]
-    return {"log_id": first.id, "user_id": str(admin.id)}
+    return {"log_id": first.id, "user_id": str(admin.id), "conversation_id": conversation_id}
+
+
+async def _conversation(llm: LLMManager, admin_id: int) -> str:
+    """A chat of the admin's on the demo model, with a pinned message."""
+    conversation = await llm.conversation(
+        "demo-fast",
+        title="Planning the support bot rollout",
+        system="You help the support team plan. Answer briefly.",
+        owner=ConversationOwner(user_id=admin_id),
+        viewer=Viewer(user_id=admin_id),
+    )
+    first = await conversation.send("We launch the support bot on **Monday**. What should we check first?")
+    await llm.services.conversations.pin(conversation.id, Viewer(user_id=admin_id), first.message.id)
+    await conversation.send("Which budget would you set for the first month?")
+    await conversation.send("Draft a short announcement for the team:\n\n- launch date\n- who to ask")
+    return conversation.id
+
+
+async def _templates(llm: LLMManager) -> None:
+    """A template with two versions, a production label and calls on both, for the version stats."""
+    variables = [{"name": "customer", "required": True}, {"name": "tone", "default": "friendly"}]
+    await llm.templates.save(
+        "support-bot",
+        TemplateDraft(
+            system="You answer support tickets in a {{ tone }} tone.",
+            user="Reply to {{ customer }} about their ticket.",
+            variables=variables,
+            configuration="demo-fast",
+            note="First draft",
+        ),
+        created_by=ADMIN_EMAIL,
+        description="The reply the support bot sends to a new ticket.",
+    )
+    await llm.templates.save(
+        "support-bot",
+        TemplateDraft(
+            system="You answer support tickets in a {{ tone }} tone. Keep it under 80 words.",
+            user="Reply to {{ customer }} about their ticket, and thank them for waiting.",
+            variables=variables,
+            configuration="demo-fast",
+            note="Shorter replies",
+        ),
+        created_by=ADMIN_EMAIL,
+    )
+    await llm.templates.set_label("support-bot", "production", 1)
+    for index in range(12):
+        await llm.chat(None, template=f"support-bot@{1 + index % 2}", variables={"customer": f"user-{index}"})
 
 
 async def _history(llm: LLMManager, applications: dict[str, int]) -> None:

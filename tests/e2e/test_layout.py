@@ -17,6 +17,8 @@ MAIN_PAGES = (
     "/admin/configurations/demo",
     "/admin/configurations/demo/edit",
     "/admin/console",
+    "/admin/conversations",
+    "/admin/templates",
     "/admin/usage",
     "/admin/statistics",
     "/admin/budgets",
