@@ -21,7 +21,7 @@ def test_chat_streams_the_reply_to_stdout_and_a_summary_to_stderr(cli: Cli, data
 
     assert "You said: “hello”" in result.stdout
     [row] = _usage_rows(cli)
-    assert (row["configuration"], row["operation"], row["status"]) == ("demo", "stream", "ok")
+    assert (row["configuration"], row["operation"], row["status"]) == ("demo", "conversation", "ok")
     assert row["id"] in result.stderr
     assert row["id"] not in result.stdout
     assert "tokens" in result.stderr
@@ -32,7 +32,7 @@ def test_chat_no_stream_prints_the_whole_reply(cli: Cli, data_dir: Path) -> None
 
     assert "You said: “hello”" in result.stdout
     [row] = _usage_rows(cli)
-    assert row["operation"] == "chat"
+    assert row["operation"] == "conversation"
     assert row["id"] in result.stderr
 
 

@@ -60,7 +60,10 @@ DEFAULT_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "manage-llm-tools",
         ),
     ),
-    "viewer": ("Reads configurations, statistics and conversations.", ("view-llm-configs", "view-llm-stats")),
+    "viewer": (
+        "Reads configurations, statistics and conversations.",
+        ("view-llm-configs", "view-llm-stats", "view-llm-conversations"),
+    ),
 }
 MIN_PASSWORD = 10
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s.]{2,}$")

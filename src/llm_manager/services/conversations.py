@@ -352,6 +352,15 @@ class ConversationService:
             return _view(row), messages
 
 
+def reply_key(conversation_id: str) -> str:
+    """What the stream board knows a conversation's running reply by, in every process.
+
+    Stop cancels this key; only `running()` is used with it, never `is_cancelled()`: a cancel
+    flag outlives the reply it stopped, and must not refuse the conversation's next one.
+    """
+    return f"conversation:{conversation_id}"
+
+
 async def readable(session: AsyncSession, conversation_id: str, viewer: Viewer) -> Conversation:
     row = await session.get(Conversation, conversation_id)
     if row is None or not viewer.may_read(row):

@@ -39,8 +39,8 @@ def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
             yield from _api_routes(router.routes)
 
 
-def admin_routes(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
-    """(method, path, permission) for every admin route; permission None when none is declared."""
+def admin_routes(app: FastAPI) -> Iterator[tuple[str, str, tuple[str, ...] | None]]:
+    """(method, path, permissions — any one will do) for every admin route; None when none is declared."""
     for route in _api_routes(app.routes):
         if not route.path.startswith("/admin"):
             continue
@@ -51,10 +51,10 @@ def admin_routes(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
             yield method, route.path, permission
 
 
-def _permission(dependant: Dependant) -> str | None:
+def _permission(dependant: Dependant) -> tuple[str, ...] | None:
     for dependency in dependant.dependencies:
         if isinstance(dependency.call, Needs):
-            return dependency.call.permission
+            return dependency.call.permissions
         found = _permission(dependency)
         if found is not None:
             return found
@@ -66,10 +66,9 @@ def _url(path: str) -> str:
     return _PARAM.sub(lambda match: "999999" if match.group(1).endswith("id") else "no-such-thing", path)
 
 
-def _allowed(role: str, permission: str) -> bool:
-    if permission == SUPER_ADMIN:
-        return role == SUPER_ADMIN
-    return permission in DEFAULT_ROLES.get(role, ("", ()))[1]
+def _allowed(role: str, permissions: tuple[str, ...]) -> bool:
+    granted = DEFAULT_ROLES.get(role, ("", ()))[1]
+    return any(role == SUPER_ADMIN if wanted == SUPER_ADMIN else wanted in granted for wanted in permissions)
 
 
 def test_every_admin_page_declares_its_permission(admin: Admin) -> None:

@@ -14,10 +14,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from llm_manager.errors import PermissionDeniedError
 from llm_manager.server.admin import _markdown
 from llm_manager.server.admin._pages import Pages
-from llm_manager.server.admin._session import Needs, SignedInUser
+from llm_manager.server.admin._session import Needs
 from llm_manager.services.conversations import ConversationView, MessageView, Viewer
 from llm_manager.services.web_sessions import SessionUser
 
@@ -27,24 +26,7 @@ CHAT_PERMISSION = "test-llm-configs"
 READ_ALL_PERMISSION = "view-llm-conversations"
 
 
-class NeedsAny(Needs):
-    """Any one of several permissions (403 without every one of them).
-
-    `.permission` — what the admin permission-matrix test reads — names the first; in the
-    default roles, holding one of the conversation permissions means holding both.
-    """
-
-    def __init__(self, *permissions: str) -> None:
-        super().__init__(permissions[0])
-        self.permissions = permissions
-
-    async def __call__(self, user: SignedInUser) -> SessionUser:
-        if not any(user.may(permission) for permission in self.permissions):
-            raise PermissionDeniedError(f"this needs the {' or '.join(self.permissions)} permission")
-        return user
-
-
-Reader = Annotated[SessionUser, Depends(NeedsAny(CHAT_PERMISSION, READ_ALL_PERMISSION))]
+Reader = Annotated[SessionUser, Depends(Needs(CHAT_PERMISSION, READ_ALL_PERMISSION))]
 """Reads what the service lets them see: their own conversations, or everyone's."""
 Chatter = Annotated[SessionUser, Depends(Needs(CHAT_PERMISSION))]
 """Creates, sends, stops, renames, pins and deletes — in their own conversations only."""

@@ -40,17 +40,30 @@ SignedInUser = Annotated[SessionUser, Depends(current_user)]
 
 
 class Needs:
-    """A dependency that refuses a user without `permission` (403). Tests read `.permission`."""
+    """A dependency that refuses a user holding none of `permissions` (403).
 
-    def __init__(self, permission: str) -> None:
-        self.permission = permission
+    Several permissions mean any one of them will do (reading conversations: your own with
+    `test-llm-configs`, everyone's with `view-llm-conversations`). Tests read `.permissions`.
+    """
+
+    def __init__(self, *permissions: str) -> None:
+        if not permissions:
+            raise ValueError("Needs() takes at least one permission")
+        self.permissions = permissions
+        self.permission = permissions[0]
 
     async def __call__(self, user: SignedInUser) -> SessionUser:
-        allowed = user.is_super_admin if self.permission == SUPER_ADMIN else user.may(self.permission)
-        if not allowed:
-            what = "super-admin role" if self.permission == SUPER_ADMIN else f"{self.permission} permission"
+        if not any(_holds(user, permission) for permission in self.permissions):
+            what = " or ".join(
+                "super-admin role" if permission == SUPER_ADMIN else f"{permission} permission"
+                for permission in self.permissions
+            )
             raise PermissionDeniedError(f"this needs the {what}")
         return user
+
+
+def _holds(user: SessionUser, permission: str) -> bool:
+    return user.is_super_admin if permission == SUPER_ADMIN else user.may(permission)
 
 
 async def csrf_guard(request: Request, llm: Manager) -> None:

@@ -42,7 +42,7 @@ from llm_manager.server.observability import GatewayMetrics
 from llm_manager.server.streams import EventPump, error_event, first_unless_cancelled
 from llm_manager.services.calls import CallContext
 from llm_manager.services.conversation_replies import MAX_MESSAGE_CHARS, ReplyStream
-from llm_manager.services.conversations import MessageView
+from llm_manager.services.conversations import MessageView, reply_key
 from llm_manager.services.streams import PendingStream, StreamOwner, new_stream_id, new_ticket
 from llm_manager.services.web_sessions import SessionUser
 from llm_manager.types import StreamEvent
@@ -140,15 +140,10 @@ async def cancel(
     """
     view = await llm.services.conversations.get(conversation_id, owner(user))
     board = llm.services.streams
-    await board.cancel(running_key(view.id))
+    await board.cancel(reply_key(view.id))
     if stream and await _owned(stream, user, llm):
         await board.cancel(stream)
     return JSONResponse({"id": view.id, "cancelled": True}, status_code=202)
-
-
-def running_key(conversation_id: str) -> str:
-    """The stream-board key of the reply running in a conversation (the API stops it by the same key)."""
-    return f"conversation:{conversation_id}"
 
 
 class _ReplyRun:
@@ -170,7 +165,7 @@ class _ReplyRun:
         # Registered before the first byte, so a Stop while a slow model thinks is not lost.
         with (
             self._metrics.stream_opened("sse"),
-            board.running(running_key(self._conversation_id), cancelled.set),
+            board.running(reply_key(self._conversation_id), cancelled.set),
         ):
             if await board.is_cancelled(self._pending.id):
                 yield error_event("the reply was stopped before it started", "cancelled")

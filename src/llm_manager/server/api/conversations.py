@@ -49,6 +49,7 @@ from llm_manager.services.conversations import (
     ConversationOwner,
     ConversationView,
     Viewer,
+    reply_key,
 )
 from llm_manager.services.tokens import Principal
 from llm_manager.types import StreamEvent
@@ -77,11 +78,6 @@ def reader(caller: Principal) -> Viewer:
 def owner(caller: Principal) -> Viewer:
     """Changes and sends in its own application's conversations only, admin or not."""
     return Viewer(application_id=caller.application_id)
-
-
-def cancel_key(conversation_id: str) -> str:
-    """What `llm.services.streams` knows a conversation's running reply by, in every process."""
-    return f"conversation:{conversation_id}"
 
 
 @router.get("", summary="List conversations, most recently active first")
@@ -234,14 +230,14 @@ async def send_message(
 async def cancel_reply(conversation_id: str, llm: Manager, caller: Caller) -> CancelledPublic:
     """The partial reply is kept as `interrupted` and billed; nothing running is not an error."""
     await llm.services.conversations.get(conversation_id, owner(caller))
-    await llm.services.streams.cancel(cancel_key(conversation_id))
+    await llm.services.streams.cancel(reply_key(conversation_id))
     return CancelledPublic(id=conversation_id, cancelled=True)
 
 
 async def _streamed(stream: ReplyStream, llm: LLMManager, request: Request) -> Response:
     """Wait for the first token (a Stop may come first), then answer with the event stream."""
     cancelled = asyncio.Event()
-    key = cancel_key(stream.conversation_id)
+    key = reply_key(stream.conversation_id)
     with llm.services.streams.running(key, cancelled.set):
         first, _ = await first_unless_cancelled(stream, cancelled)
     headers = {
@@ -262,7 +258,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     metrics: GatewayMetrics = request.app.state.metrics
     lifecycle: Lifecycle = request.app.state.lifecycle
-    key = cancel_key(stream.conversation_id)
+    key = reply_key(stream.conversation_id)
     with metrics.stream_opened("sse"), llm.services.streams.running(key, cancelled.set):
         pump = EventPump(
             stream, cancelled, lifecycle, llm.settings.sse_heartbeat, extra_stats=lambda: _stored_ids(stream)
@@ -302,7 +298,7 @@ async def _send_cancellable(
         )
     )
     stop = asyncio.ensure_future(stopped.wait())
-    with llm.services.streams.running(cancel_key(view.id), stopped.set):
+    with llm.services.streams.running(reply_key(view.id), stopped.set):
         try:
             await asyncio.wait({sending, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
