@@ -25,7 +25,7 @@ async def test_default_roles_exist_with_their_permissions(llm: LLMManager) -> No
     assert roles["super-admin"].permissions == frozenset(PERMISSIONS)
     assert len(PERMISSIONS) == 12
     assert "delete-llm-configs" not in roles["operator"].permissions
-    assert roles["viewer"].permissions == {"view-llm-configs", "view-llm-stats"}
+    assert roles["viewer"].permissions == {"view-llm-configs", "view-llm-stats", "view-llm-conversations"}
 
 
 async def test_user_input_is_checked_by_field(llm: LLMManager) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from llm_manager.manager import LLMManager
 from llm_manager.server.admin import _markdown
+from llm_manager.services.accounts import PERMISSIONS
 from llm_manager.services.configurations import ConfigurationCreate
 from llm_manager.services.conversations import ConversationOwner, ConversationView, Viewer
 from tests.server.admin.conftest import PASSWORD, Admin, Browser
@@ -181,9 +182,24 @@ def test_readers_of_everything_see_owners_and_filter_by_owner(admin: Admin) -> N
     assert operator.get(f"{BASE}?owner=nobody").status_code == 422
     assert 'href="/admin/conversations"' in operator.get("/admin").text
 
-    viewer = admin.signed_in("viewer")  # neither chats nor reads others': no page, no link
-    assert viewer.get(BASE).status_code == 403
-    assert 'href="/admin/conversations"' not in viewer.get("/admin").text
+    viewer = admin.signed_in("viewer")  # reads everyone's, chats in none
+    assert "Lisbon secrets" in viewer.get(BASE).text
+    assert 'href="/admin/conversations"' in viewer.get("/admin").text
+    assert viewer.get(f"{BASE}/new").status_code == 403
+
+    nothing = admin.signed_in("admin")
+    admin.gateway.run(_strip_conversation_permissions)
+    assert nothing.get(BASE).status_code == 403, "neither chats nor reads others': no page"
+    assert 'href="/admin/conversations"' not in nothing.get("/admin").text
+
+
+async def _strip_conversation_permissions(llm: LLMManager) -> None:
+    kept = [
+        permission
+        for permission in PERMISSIONS
+        if permission not in ("test-llm-configs", "view-llm-conversations")
+    ]
+    await llm.services.accounts.set_permissions({"admin": kept})
 
 
 def test_the_list_pages_with_a_keyset_cursor(admin: Admin) -> None:

@@ -189,7 +189,12 @@ def test_a_matrix_change_applies_on_the_next_request(admin: Admin) -> None:
     assert saved.status_code == 303
     assert viewer.get("/admin/keys").status_code == 200, "no sign-in again needed"
     roles = _roles(admin)
-    assert roles["viewer"].permissions == {"view-llm-configs", "view-llm-stats", "manage-llm-encryption-keys"}
+    assert roles["viewer"].permissions == {
+        "view-llm-configs",
+        "view-llm-stats",
+        "view-llm-conversations",
+        "manage-llm-encryption-keys",
+    }
     assert "manage-llm-providers" in roles["admin"].permissions, "other roles kept what they had"
     unticked = _matrix_form(admin)
     unticked["grants"] = [
