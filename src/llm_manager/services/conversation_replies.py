@@ -143,7 +143,8 @@ class ConversationReplies:
                 with anyio.CancelScope(shield=True):
                     await self._store(prepared, outcome.result, error)
             raise
-        exchange = await self._store(prepared, result, None)
+        with anyio.CancelScope(shield=True):  # billed by now: a caller gone this instant must not lose it
+            exchange = await self._store(prepared, result, None)
         return Reply(
             conversation_id=conversation_id, message=exchange.message, reply=exchange.reply, result=result
         )
@@ -220,7 +221,7 @@ class ConversationReplies:
             "sent_messages": len(messages),
             "history_messages": len(history),
             "estimated_history_tokens": plan.used,
-            "dropped": [seq for seq in plan.dropped],
+            "dropped": list(plan.dropped),
             "summarized_through": summarized,
         }
         call = ChatCall(
