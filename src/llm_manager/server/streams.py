@@ -25,7 +25,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llm_manager.errors import InvalidInputError, LLMManagerError, NotFoundError, UnauthenticatedError
+from llm_manager.errors import (
+    InvalidInputError,
+    LLMManagerError,
+    NotFoundError,
+    ProviderError,
+    UnauthenticatedError,
+)
 from llm_manager.manager import LLMManager, to_messages
 from llm_manager.server.auth import InferenceCaller, authorize_configuration, presented_token
 from llm_manager.server.deps import SSE_HEADERS, Manager
@@ -222,20 +228,12 @@ async def _attached_events(pending: PendingStream, llm: LLMManager, request: Req
                 yield error_event("the stream was cancelled before it started", "cancelled")
                 return
             stream = llm.services.chat.stream(call)
-            first, stopped = await first_unless_cancelled(stream, cancelled)
         except (LLMManagerError, ValueError) as error:
             code = error.code if isinstance(error, LLMManagerError) else InvalidInputError.code
             yield error_event(str(error), code)
             return
-        if stopped:
-            yield error_event("cancelled before the first token arrived", "cancelled", log_id=stream.log_id)
-            return
-        pump = EventPump(stream, cancelled, lifecycle, llm.settings.sse_heartbeat)
-        try:
-            async for chunk in pump.run(first):
-                yield chunk
-        finally:
-            await pump.close()
+        async for chunk in relay_when_started(stream, cancelled, lifecycle, llm.settings.sse_heartbeat):
+            yield chunk
 
 
 async def _events(
@@ -245,12 +243,8 @@ async def _events(
     lifecycle: Lifecycle = request.app.state.lifecycle
     cancelled = asyncio.Event()
     with metrics.stream_opened("sse"), llm.services.streams.running(stream_id, cancelled.set):
-        pump = EventPump(stream, cancelled, lifecycle, llm.settings.sse_heartbeat)
-        try:
-            async for chunk in pump.run(first):
-                yield chunk
-        finally:
-            await pump.close()
+        async for chunk in pump_events(stream, first, cancelled, lifecycle, llm.settings.sse_heartbeat):
+            yield chunk
 
 
 async def first_unless_cancelled(
@@ -273,6 +267,45 @@ async def first_unless_cancelled(
     if first.cancelled():
         return None, True
     return first.result(), False
+
+
+async def relay_when_started(
+    stream: ChatStream, cancelled: asyncio.Event, lifecycle: Lifecycle, heartbeat: float
+) -> AsyncIterator[bytes]:
+    """An attached stream as events: its first event unless a Stop comes first, then the pump.
+
+    Everything, errors included, travels as events (an EventSource cannot read a body); a
+    provider's error names the usage row it was billed on.
+    """
+    try:
+        first, stopped = await first_unless_cancelled(stream, cancelled)
+    except LLMManagerError as error:
+        log_id = stream.log_id if isinstance(error, ProviderError) else None
+        yield error_event(str(error), error.code, log_id=log_id)
+        return
+    if stopped:
+        yield error_event("stopped before the first token arrived", "cancelled", log_id=stream.log_id)
+        return
+    async for chunk in pump_events(stream, first, cancelled, lifecycle, heartbeat):
+        yield chunk
+
+
+async def pump_events(
+    stream: ChatStream,
+    first: StreamEvent | None,
+    cancelled: asyncio.Event,
+    lifecycle: Lifecycle,
+    heartbeat: float,
+    *,
+    extra_stats: Callable[[], Mapping[str, Any]] | None = None,
+) -> AsyncIterator[bytes]:
+    """The stream's events as SSE bytes through an `EventPump`, which is closed on any exit."""
+    pump = EventPump(stream, cancelled, lifecycle, heartbeat, extra_stats=extra_stats)
+    try:
+        async for chunk in pump.run(first):
+            yield chunk
+    finally:
+        await pump.close()
 
 
 class EventPump:

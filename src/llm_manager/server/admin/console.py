@@ -24,21 +24,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llm_manager.errors import InvalidInputError, LLMManagerError, NotFoundError, ProviderError
+from llm_manager.errors import InvalidInputError, NotFoundError
 from llm_manager.manager import LLMManager
 from llm_manager.server.admin._pages import PageRenderer
 from llm_manager.server.admin._session import Needs
 from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
-from llm_manager.server.streams import EventPump, error_event, first_unless_cancelled
+from llm_manager.server.streams import error_event, relay_when_started
 from llm_manager.services.calls import CallContext, ChatCall
-from llm_manager.services.chat import ChatStream
 from llm_manager.services.configurations import ConfigurationView, parse_params
 from llm_manager.services.streams import PendingStream, StreamOwner, new_stream_id, new_ticket
 from llm_manager.services.usage import UsageFilter, UsagePage
 from llm_manager.services.web_sessions import SessionUser
-from llm_manager.types import Message, StreamEvent
+from llm_manager.types import Message
 
 router = APIRouter()
 
@@ -175,27 +174,9 @@ class _ConsoleRun:
                 yield error_event(str(error), InvalidInputError.code)
                 return
             stream = self._llm.services.chat.stream(call)
-            try:
-                first, stopped = await first_unless_cancelled(stream, cancelled)
-            except LLMManagerError as error:
-                log_id = stream.log_id if isinstance(error, ProviderError) else None  # a provider billed it
-                yield error_event(str(error), error.code, log_id=log_id)
-                return
-            if stopped:
-                yield error_event("stopped before the first token arrived", "cancelled", log_id=stream.log_id)
-            else:
-                async for chunk in self._relay(stream, first, cancelled):
-                    yield chunk
-
-    async def _relay(
-        self, stream: ChatStream, first: StreamEvent | None, cancelled: asyncio.Event
-    ) -> AsyncIterator[bytes]:
-        pump = EventPump(stream, cancelled, self._lifecycle, self._llm.settings.sse_heartbeat)
-        try:
-            async for chunk in pump.run(first):
+            heartbeat = self._llm.settings.sse_heartbeat
+            async for chunk in relay_when_started(stream, cancelled, self._lifecycle, heartbeat):
                 yield chunk
-        finally:
-            await pump.close()
 
     def _call(self) -> ChatCall:
         body = ConsoleRequest.model_validate(self._pending.request)

@@ -39,13 +39,12 @@ from llm_manager.server.admin._pages import PageRenderer, redirect
 from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
-from llm_manager.server.streams import EventPump, error_event, first_unless_cancelled
+from llm_manager.server.streams import error_event, relay_when_started
 from llm_manager.services.calls import CallContext
-from llm_manager.services.conversation_replies import MAX_MESSAGE_CHARS, ReplyStream
+from llm_manager.services.conversation_replies import MAX_MESSAGE_CHARS
 from llm_manager.services.conversations import MessageView, reply_key
 from llm_manager.services.streams import PendingStream, StreamOwner, new_stream_id, new_ticket
 from llm_manager.services.web_sessions import SessionUser
-from llm_manager.types import StreamEvent
 
 router = APIRouter()
 _EXCHANGE_LIMIT = 200
@@ -177,27 +176,9 @@ class _ReplyRun:
             except LLMManagerError as error:  # refused before any model was asked: nothing stored
                 yield error_event(str(error), error.code)
                 return
-            try:
-                first, stopped = await first_unless_cancelled(stream, cancelled)
-            except LLMManagerError as error:
-                log_id = stream.log_id if isinstance(error, ProviderError) else None  # a provider billed it
-                yield error_event(str(error), error.code, log_id=log_id)
-                return
-            if stopped:
-                yield error_event("stopped before the first token arrived", "cancelled", log_id=stream.log_id)
-            else:
-                async for chunk in self._relay(stream, first, cancelled):
-                    yield chunk
-
-    async def _relay(
-        self, stream: ReplyStream, first: StreamEvent | None, cancelled: asyncio.Event
-    ) -> AsyncIterator[bytes]:
-        pump = EventPump(stream, cancelled, self._lifecycle, self._llm.settings.sse_heartbeat)
-        try:
-            async for chunk in pump.run(first):
+            heartbeat = self._llm.settings.sse_heartbeat
+            async for chunk in relay_when_started(stream, cancelled, self._lifecycle, heartbeat):
                 yield chunk
-        finally:
-            await pump.close()
 
 
 def _context(user: SessionUser) -> CallContext:

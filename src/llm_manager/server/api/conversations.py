@@ -13,6 +13,7 @@ its `done` event adds `conversation_id`, `message_id` and `reply_id` to the stat
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -41,7 +42,7 @@ from llm_manager.server.auth import authorize_configuration, presented_token
 from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
-from llm_manager.server.streams import EventPump, first_unless_cancelled
+from llm_manager.server.streams import first_unless_cancelled, pump_events
 from llm_manager.services.conversation_replies import Exchange, Reply, ReplyStream
 from llm_manager.services.conversations import (
     ConversationChanges,
@@ -260,14 +261,12 @@ async def _events(
     lifecycle: Lifecycle = request.app.state.lifecycle
     key = reply_key(stream.conversation_id)
     with metrics.stream_opened("sse"), llm.services.streams.running(key, cancelled.set):
-        pump = EventPump(
-            stream, cancelled, lifecycle, llm.settings.sse_heartbeat, extra_stats=lambda: _stored_ids(stream)
-        )
-        try:
-            async for chunk in pump.run(first):
-                yield chunk
-        finally:
-            await pump.close()
+        heartbeat = llm.settings.sse_heartbeat
+        extra_stats = functools.partial(_stored_ids, stream)
+        async for chunk in pump_events(
+            stream, first, cancelled, lifecycle, heartbeat, extra_stats=extra_stats
+        ):
+            yield chunk
 
 
 def _stored_ids(stream: ReplyStream) -> dict[str, Any]:
