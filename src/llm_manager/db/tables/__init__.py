@@ -10,7 +10,7 @@ from llm_manager.db.tables.accounts import (
     WebSession,
 )
 from llm_manager.db.tables.applications import Application
-from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetWindow
+from llm_manager.db.tables.budgets import Budget, BudgetEvent, BudgetLease, BudgetWindow
 from llm_manager.db.tables.configurations import ConfigurationFallback, LLMConfiguration, ProviderModelCache
 from llm_manager.db.tables.conversations import Conversation, ConversationMessage
 from llm_manager.db.tables.latency import UsageLatencyDaily
@@ -26,6 +26,7 @@ __all__ = [
     "Application",
     "Budget",
     "BudgetEvent",
+    "BudgetLease",
     "BudgetWindow",
     "ConfigurationFallback",
     "Conversation",

@@ -1,4 +1,4 @@
-"""Budgets, their per-period spend windows (reserved and spent), and the alerts they raised."""
+"""Budgets, their per-period spend windows (reserved and spent), the leases held on them, and alerts."""
 
 from __future__ import annotations
 
@@ -41,6 +41,25 @@ class BudgetWindow(Base):
     spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetLease(Base):
+    """Capacity one server process holds on a window: part of the window's `reserved`, with an expiry.
+
+    A live process extends `expires_at` while it holds the lease; once it has passed, any process
+    may delete the row and take its amounts off the window's `reserved` (a crashed process's hold).
+    """
+
+    __tablename__ = "budget_leases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
+    window_start: Mapped[date] = mapped_column(Date)
+    usd_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    holder: Mapped[str] = mapped_column(String(100))
+    """`host:pid` of the process holding it, for an operator reading the table."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class BudgetEvent(Base):
