@@ -78,6 +78,68 @@ def test_ttl_cache_expires_and_ignores_answers_loaded_before_a_clear() -> None:
     assert cache.get("a") is None
 
 
+async def test_concurrent_misses_share_one_load() -> None:
+    cache: TtlCache[str, int] = TtlCache(1.0)
+    loads = 0
+    release = asyncio.Event()
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return 7
+
+    waiters = [asyncio.create_task(cache.get_or_load("a", load)) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*waiters) == [7] * 20
+    assert loads == 1
+    assert await cache.get_or_load("a", load) == 7  # cached now
+    assert loads == 1
+
+
+async def test_a_failed_load_fails_its_waiters_and_the_next_lookup_loads_again() -> None:
+    cache: TtlCache[str, int] = TtlCache(1.0)
+    release = asyncio.Event()
+
+    async def failing() -> int:
+        await release.wait()
+        raise UnauthenticatedError("invalid API token")
+
+    waiters = [asyncio.create_task(cache.get_or_load("a", failing)) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(outcome, UnauthenticatedError) for outcome in outcomes)
+
+    async def succeeding() -> int:
+        return 1
+
+    assert await cache.get_or_load("a", succeeding) == 1
+
+
+async def test_a_cancelled_loader_lets_a_waiter_load_instead() -> None:
+    cache: TtlCache[str, int] = TtlCache(1.0)
+    started = asyncio.Event()
+
+    async def hanging() -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return 0
+
+    async def quick() -> int:
+        return 2
+
+    loader = asyncio.create_task(cache.get_or_load("a", hanging))
+    await started.wait()
+    waiter = asyncio.create_task(cache.get_or_load("a", quick))
+    await asyncio.sleep(0)
+    loader.cancel()  # the first caller hung up: the waiter must not fail with it
+    assert await waiter == 2
+    with pytest.raises(asyncio.CancelledError):
+        await loader
+
+
 async def test_a_revocation_applies_to_the_next_request_in_this_process(llm: LLMManager) -> None:
     _, secret = await _setup(llm)
     await llm.tokens.authenticate(secret)  # cached now

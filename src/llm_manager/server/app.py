@@ -5,15 +5,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from llm_manager.manager import LLMManager
 from llm_manager.server import admin, api, docs, errors, health, observability, openai_api, streams
 from llm_manager.server.api import conversations, templates
+from llm_manager.server.fast_path import FastRoutes
 from llm_manager.server.lifecycle import DrainMiddleware, Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.settings import Settings, load_settings
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with `FastRoutes` outermost, so the hottest route skips FastAPI's layers."""
+
+    def __init__(self, *, lifecycle: Lifecycle, **options: Any) -> None:
+        super().__init__(**options)
+        self.state.lifecycle = lifecycle
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FastRoutes(super().build_middleware_stack(), self, self.state.lifecycle)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with lifecycle.on_signals():
                 yield
 
-    app = FastAPI(
+    app = GatewayApp(
+        lifecycle=lifecycle,
         title="LLM Manager",
         version=version("llm-manager"),
         description="One managed place through which applications use Large Language Models.",
@@ -40,7 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by `docs.router` from vendored assets: the product runs offline
         redoc_url=None,
     )
-    app.state.lifecycle = lifecycle
     app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     errors.install(app, is_page=admin.is_admin_page, page=admin.error_page)
     app.include_router(health.router)

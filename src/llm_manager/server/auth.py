@@ -33,13 +33,18 @@ def presented_token(request: Request) -> str | None:
     return bearer if bearer is not None else (api_key.strip() if api_key is not None else None)
 
 
+async def authenticate(request: Request, llm: LLMManager, group: Group) -> Principal:
+    """The caller behind the request's token, allowed to use the `group` endpoints."""
+    principal = await llm.services.tokens.authenticate(presented_token(request))
+    if not principal.may(group):
+        raise PermissionDeniedError(f"this token may not use the {group} endpoints")
+    request.state.principal = principal
+    return principal
+
+
 def _requiring(group: Group) -> Callable[[Request, LLMManager], Awaitable[Principal]]:
     async def dependency(request: Request, llm: Manager) -> Principal:
-        principal = await llm.services.tokens.authenticate(presented_token(request))
-        if not principal.may(group):
-            raise PermissionDeniedError(f"this token may not use the {group} endpoints")
-        request.state.principal = principal
-        return principal
+        return await authenticate(request, llm, group)
 
     return dependency
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -112,7 +113,12 @@ class _Handlers:
 
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    return validation_error_response(error.errors())
+
+
+def validation_error_response(errors: Sequence[Any]) -> Response:
+    """A 400 naming the first invalid field, from pydantic's error list (FastAPI's or our own)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
     param = ".".join(location) or None
     message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
@@ -132,6 +138,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
+    return unexpected_error_response(request)
+
+
+def unexpected_error_response(request: Request) -> Response:
+    """A 500 that says nothing about the server; call it while handling the exception (it logs it)."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     body = error_body("internal server error", type_="server_error", code="internal_error")
     return Response(body, status_code=500, media_type="application/json")

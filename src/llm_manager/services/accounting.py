@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_manager.db.base import new_id, utcnow
+from llm_manager.db.base import Base, new_id, utcnow
 from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
 from llm_manager.services.latency import upsert_latency_rollups
@@ -81,6 +81,11 @@ class MetricRecord:
     usage_log_id: str | None
     application_id: int | None
     created_at: datetime = field(default_factory=utcnow)
+
+
+_USAGE_COLUMNS = tuple(column.name for column in fields(UsageRecord))
+_METRIC_COLUMNS = tuple(column.name for column in fields(MetricRecord))
+_INSERT_SLICE = 50
 
 
 class DeferredWrite(Protocol):
@@ -255,21 +260,41 @@ def _clip(value: str | None, limit: int) -> str | None:
 async def write_batch(database: Database, batch: Sequence[Record]) -> None:
     """Insert the batch's usage rows, upsert their rollups, insert metrics and run the deferred
     writes, in one transaction."""
-    usage = [asdict(record) for record in batch if isinstance(record, UsageRecord)]
-    metrics = [asdict(record) for record in batch if isinstance(record, MetricRecord)]
+    usage = [_row(record, _USAGE_COLUMNS) for record in batch if isinstance(record, UsageRecord)]
+    metrics = [_row(record, _METRIC_COLUMNS) for record in batch if isinstance(record, MetricRecord)]
     deferred: dict[type[DeferredWrite], list[DeferredWrite]] = {}
     for record in batch:
         if not isinstance(record, UsageRecord | MetricRecord):
             deferred.setdefault(type(record), []).append(record)
     async with database.session() as session:
         if usage:
-            await session.execute(insert(UsageLog), usage)
+            await _insert_in_slices(session, _table(UsageLog), usage)
             await _upsert_rollups(session, usage)
             await upsert_latency_rollups(session, usage)
         if metrics:
-            await session.execute(insert(CustomMetric), metrics)
+            await session.execute(insert(_table(CustomMetric)), metrics)
         for kind, writes in deferred.items():
             await kind.write_all(session, writes)
+
+
+def _table(model: type[Base]) -> Table:
+    """A mapped class's Core table: a Core INSERT skips the ORM's per-row bulk bookkeeping."""
+    return model.metadata.tables[str(model.__tablename__)]
+
+
+def _row(record: UsageRecord | MetricRecord, columns: tuple[str, ...]) -> dict[str, Any]:
+    """The record as column values: a shallow copy (`asdict` deep-copies every value, per row)."""
+    return {name: getattr(record, name) for name in columns}
+
+
+async def _insert_in_slices(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """One INSERT per `_INSERT_SLICE` rows, in the same transaction.
+
+    Preparing parameters is synchronous work on the event loop; a slice at a time lets the
+    requests being served run between slices instead of waiting for a whole batch.
+    """
+    for start in range(0, len(rows), _INSERT_SLICE):
+        await session.execute(insert(table), rows[start : start + _INSERT_SLICE])
 
 
 async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -283,7 +308,9 @@ async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]])
             row["model"],
             row["user_id"] or "",
         )
-        total = totals.setdefault(key, _empty_rollup(key))
+        total = totals.get(key)
+        if total is None:
+            total = totals[key] = _empty_rollup(key)
         total["requests"] += 1
         total["errors"] += row["status"] == "error"
         total["cancelled"] += row["status"] == "cancelled"

@@ -7,7 +7,8 @@ real cost (`settle`) or given back (`release`).
 Holding through the database on every call would cost a write transaction per call, the largest
 part of what the gateway adds to a call. So a process *leases* capacity: one conditional UPDATE
 reserves room for `LEASE_CALLS` calls like the one asking, and the next calls take from that lease
-in memory. The database still decides every lease with the conditional update that bounds all
+in memory. A lease that runs dry within `LEASE_GROW_WITHIN` seconds doubles its next top-up (up to
+`LEASE_MAX_CALLS` calls), so a busy process tops up about once a second whatever its call rate. The database still decides every lease with the conditional update that bounds all
 processes together, so the guarantee is unchanged: spend stays within the limit, plus at most the
 amount by which one call's real cost exceeds its ceiling.
 
@@ -54,6 +55,10 @@ logger = logging.getLogger(__name__)
 THRESHOLDS = (50, 80, 100)
 LEASE_CALLS = 50
 """A lease holds room for this many calls like the one that asked for it."""
+LEASE_MAX_CALLS = 1600
+"""The most calls one top-up may hold room for, however fast the process spends it."""
+LEASE_GROW_WITHIN = 1.0
+"""A lease topped up again within this many seconds doubles its next top-up."""
 LEASE_SHARE = 20
 """A lease may take at most 1/LEASE_SHARE of what is left of a hard budget."""
 LEASE_IDLE = 2.0
@@ -153,7 +158,18 @@ def nanos(amount: Decimal | None) -> int:
 class _Lease:
     """This process's lease on one window: the in-memory half of a `budget_leases` row."""
 
-    __slots__ = ("epoch", "free_nanos", "free_tokens", "id", "key", "last_used", "rule", "stored")
+    __slots__ = (
+        "calls",
+        "epoch",
+        "free_nanos",
+        "free_tokens",
+        "id",
+        "key",
+        "last_used",
+        "rule",
+        "stored",
+        "topped_up_at",
+    )
 
     def __init__(self, key: WindowKey, rule: BudgetRule) -> None:
         self.key = key
@@ -166,11 +182,22 @@ class _Lease:
         self.free_nanos = 0
         self.free_tokens = 0
         self.last_used = 0.0
+        self.calls = LEASE_CALLS
+        """How many calls like the asking one the next top-up holds room for."""
+        self.topped_up_at = -LEASE_GROW_WITHIN
+
+    def grew(self, usd: int, tokens: int, now: float) -> None:
+        """A top-up was granted; a lease that ran dry quickly asks for more next time."""
+        self.stored = True
+        self.free_nanos += usd
+        self.free_tokens += tokens
+        if now - self.topped_up_at < LEASE_GROW_WITHIN:
+            self.calls = min(self.calls * 2, LEASE_MAX_CALLS)
+        self.topped_up_at = now
 
     def fits(self, hold: Hold) -> bool:
-        return (
-            self.free_nanos >= hold.usd_nanos and self.free_tokens >= hold.tokens and hold.budget == self.rule
-        )
+        same_rule = hold.budget is self.rule or hold.budget == self.rule  # usually the cached object itself
+        return self.free_nanos >= hold.usd_nanos and self.free_tokens >= hold.tokens and same_rule
 
     def take(self, hold: Hold, now: float) -> None:
         self.free_nanos -= hold.usd_nanos
@@ -180,6 +207,7 @@ class _Lease:
     def drain(self) -> _Return | None:
         """Stop offering the free capacity; what must go back to the window, if anything."""
         self.epoch += 1
+        self.calls = LEASE_CALLS
         if not (self.free_nanos or self.free_tokens):
             return None
         returned = _Return(lease_id=self.id, key=self.key, usd_nanos=self.free_nanos, tokens=self.free_tokens)
@@ -360,12 +388,11 @@ class BudgetLedger:
                     grants.append((lease, usd, tokens))
         except _RefusedError as refusal:
             return refusal.hold
+        now = self._clock()
         for lease, usd, tokens in grants:
-            lease.stored = True
-            lease.free_nanos += usd
-            lease.free_tokens += tokens
+            lease.grew(usd, tokens, now)
         self._windows.update(hold.key for hold in wanting)
-        self._extended_at = self._clock()
+        self._extended_at = now
         self._ensure_sweeper()
         return None
 
@@ -572,8 +599,8 @@ async def _grant(session: AsyncSession, hold: Hold, lease: _Lease) -> tuple[int,
     """Reserve a lease's worth on the window if the budget has ample room, else just what the call lacks."""
     lacking = (max(hold.usd_nanos - lease.free_nanos, 0), max(hold.tokens - lease.free_tokens, 0))
     ample = (
-        max(hold.usd_nanos * LEASE_CALLS - lease.free_nanos, lacking[0]),
-        max(hold.tokens * LEASE_CALLS - lease.free_tokens, lacking[1]),
+        max(hold.usd_nanos * lease.calls - lease.free_nanos, lacking[0]),
+        max(hold.tokens * lease.calls - lease.free_tokens, lacking[1]),
     )
     if await _try_reserve(session, hold, ample, room=LEASE_SHARE):
         return ample

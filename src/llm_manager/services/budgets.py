@@ -340,14 +340,11 @@ class BudgetService:
 
     async def _rules(self, key: _CallerKey) -> tuple[BudgetRule, ...]:
         """The budgets that apply to a caller, from the per-process cache when it is fresh."""
-        cached = self._applicable.get(key)
-        if cached is not None:
-            return cached
-        generation = self._applicable.generation
+        return await self._applicable.get_or_load(key, lambda: self._load_rules(key))
+
+    async def _load_rules(self, key: _CallerKey) -> tuple[BudgetRule, ...]:
         async with self._database.session() as session:
-            rules = tuple(BudgetRule.of(budget) for budget in await _applicable_budgets(session, *key))
-        self._applicable.put(key, rules, generation=generation)
-        return rules
+            return tuple(BudgetRule.of(budget) for budget in await _applicable_budgets(session, *key))
 
     def _call_ceiling(self, configuration: ResolvedConfiguration, call: ChatCall) -> Ceiling:
         prompt_tokens = sum(estimate_tokens(message.content or "") for message in call.messages)

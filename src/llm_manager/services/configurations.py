@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from llm_manager.db.session import Database
 from llm_manager.db.tables import Application, ConfigurationFallback, LLMConfiguration, ProviderModelCache
 from llm_manager.errors import ConflictError, InvalidInputError, InvalidParameterError, NotFoundError
 from llm_manager.providers.registry import ProviderRegistry
+from llm_manager.services.invalidation import TtlCache
 from llm_manager.services.pricing import PriceOverride
 from llm_manager.services.secrets import KeyRing
 from llm_manager.types import GenerationParams, ModelInfo, RateLimits
@@ -219,8 +219,9 @@ class ConfigurationService:
         self._database = database
         self._key_ring = key_ring
         self._registry = registry
-        self._cache_ttl = cache_ttl
-        self._cache: dict[tuple[str | None, int | None], tuple[float, tuple[ResolvedConfiguration, ...]]] = {}
+        self._cache: TtlCache[tuple[str | None, int | None], list[ResolvedConfiguration]] = TtlCache(
+            cache_ttl
+        )
 
     @_invalidating
     async def create(self, spec: ConfigurationCreate) -> ConfigurationView:
@@ -412,14 +413,11 @@ class ConfigurationService:
         service clears the cache at once; changes made by another process are seen within
         `cache_ttl` seconds.
         """
-        key = (reference, application_id)
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return list(cached[1])
-        chain = await self._resolve_chain(reference, application_id=application_id)
-        self._cache[key] = (now + self._cache_ttl, tuple(chain))
-        return chain
+        chain = await self._cache.get_or_load(
+            (reference, application_id),
+            lambda: self._resolve_chain(reference, application_id=application_id),
+        )
+        return list(chain)  # a copy: callers may slice or extend it
 
     def invalidate(self) -> None:
         self._cache.clear()

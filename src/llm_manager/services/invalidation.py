@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:  # annotations only: redis is imported lazily, where a client is made (manager.py)
@@ -36,7 +36,49 @@ class TtlCache(Generic[K, V]):
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Future[V]] = {}
         self.generation = 0
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached answer, or `load()`'s — one load per key at a time, shared by every waiter.
+
+        When an answer expires under load, every request in flight would otherwise miss at the
+        same instant and each ask the database (on SQLite, queueing on its one connection); here
+        the first one loads and the others await its answer. A failed load fails its waiters the
+        same way; a cancelled one (its caller went away) lets the next waiter load instead.
+        """
+        while True:
+            cached = self.get(key)
+            if cached is not None:
+                return cached
+            pending = self._loading.get(key)
+            if pending is None:
+                return await self._load(key, load)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        pending = self._loading[key] = asyncio.get_running_loop().create_future()
+        generation = self.generation
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except BaseException as error:
+            pending.set_exception(error)
+            pending.exception()  # retrieved, so an error nobody waited for logs no warning
+            raise
+        finally:
+            if self._loading.get(key) is pending:
+                del self._loading[key]
+        pending.set_result(value)
+        self.put(key, value, generation=generation)
+        return value
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)

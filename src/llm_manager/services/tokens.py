@@ -219,11 +219,9 @@ class TokenService:
         if not secret or len(secret) > 100 or not _TOKEN.match(secret):
             raise UnauthenticatedError("missing or malformed API token")
         token_hash = _hash(secret)
-        cached = self._principals.get(token_hash)
-        if cached is None:
-            generation = self._principals.generation
-            cached = await self._load(ApiToken.token_hash == token_hash)
-            self._principals.put(token_hash, cached, generation=generation)
+        cached = await self._principals.get_or_load(
+            token_hash, lambda: self._load(ApiToken.token_hash == token_hash)
+        )
         _check_expiry(cached.expires_at)
         await self._touch(cached.principal.token_id)
         return cached.principal
