@@ -18,8 +18,9 @@ from llm_manager.db.base import utcnow
 from llm_manager.db.tables import BudgetLease, BudgetWindow
 from llm_manager.errors import BadRequestError, BudgetExceededError
 from llm_manager.manager import LLMManager
-from llm_manager.services import budget_windows
-from llm_manager.services.budget_windows import LEASE_CALLS, LEASE_SHARE, Ceiling, nanos, window_start
+from llm_manager.services import budget_leases
+from llm_manager.services.budget_leases import LEASE_CALLS, LEASE_SHARE
+from llm_manager.services.budget_windows import Ceiling, nanos, window_start
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
@@ -149,8 +150,8 @@ async def test_a_failed_call_gives_its_ceiling_back_to_the_lease(
 async def test_idle_leases_are_given_back_and_their_rows_deleted(
     llm: LLMManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(budget_windows, "LEASE_IDLE", 0.05)
-    monkeypatch.setattr(budget_windows, "_SWEEP_EVERY", 0.02)
+    monkeypatch.setattr(budget_leases, "LEASE_IDLE", 0.05)
+    monkeypatch.setattr(budget_leases, "_SWEEP_EVERY", 0.02)
     context, _ = await _setup(llm)
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     assert await _call(llm, context)
@@ -204,7 +205,7 @@ async def test_a_settlement_after_its_lease_was_reclaimed_does_not_release_twice
         # This process stalled past the lease's expiry and another process reclaimed it.
         async with llm.services.database.session() as session:
             await session.execute(update(BudgetLease).values(expires_at=utcnow() - timedelta(seconds=1)))
-        await budget_windows._reclaim_expired(llm.services.database)
+        await budget_leases._reclaim_expired(llm.services.database)
         assert (await _window(llm)).reserved_usd == 0
         async for _ in stream:
             pass
@@ -224,8 +225,8 @@ async def two_processes(settings: Settings) -> AsyncIterator[list[LLMManager]]:
 async def test_two_processes_leasing_together_stay_within_the_budget(
     two_processes: list[LLMManager], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(budget_windows, "LEASE_CALLS", 5)
-    monkeypatch.setattr(budget_windows, "LEASE_SHARE", 4)
+    monkeypatch.setattr(budget_leases, "LEASE_CALLS", 5)
+    monkeypatch.setattr(budget_leases, "LEASE_SHARE", 4)
     first, second = two_processes
     context, ceiling = await _setup(first)
     assert ceiling.usd is not None

@@ -5,7 +5,7 @@ token — per UTC day, month, or in total, in USD and/or tokens. Hard budgets re
 could exceed them; soft budgets never refuse, and crossing 50, 80 and 100 % of any budget
 records one event each.
 
-This module manages budgets and explains them; `budget_windows.BudgetLedger` holds, leases and
+This module manages budgets and explains them; `budget_leases.BudgetLedger` holds, leases and
 settles what calls take from their windows (see there for how that holds across processes).
 Before a call the guard holds the call's ceiling (estimated prompt tokens plus `max_tokens`,
 priced — a call without `max_tokens` is reserved with the configuration's context length, or
@@ -40,15 +40,8 @@ from llm_manager.errors import BudgetExceededError, InvalidInputError, NotFoundE
 from llm_manager.providers._wire import estimate_tokens
 from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.applications import application_named, visible_configuration_id
-from llm_manager.services.budget_windows import (
-    BudgetLedger,
-    BudgetRule,
-    Ceiling,
-    Hold,
-    Reservation,
-    resets_at,
-    window_start,
-)
+from llm_manager.services.budget_leases import BudgetLedger, Reservation
+from llm_manager.services.budget_windows import BudgetRule, Ceiling, Hold, resets_at, window_start
 from llm_manager.services.calls import Admission, ChatCall, ProviderFactory
 from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.services.invalidation import Invalidations, TtlCache

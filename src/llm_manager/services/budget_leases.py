@@ -1,0 +1,574 @@
+"""The budget window ledger: what calls hold on budget windows, and what they finally cost.
+
+A window row (one budget, one period) carries `spent` and `reserved`. Before a call, its ceiling
+(the most it may cost) is held on every budget that applies; after it, the hold is replaced by the
+real cost (`settle`) or given back (`release`).
+
+Holding through the database on every call would cost a write transaction per call, the largest
+part of what the gateway adds to a call. So a process *leases* capacity: one conditional UPDATE
+reserves room for `LEASE_CALLS` calls like the one asking, and the next calls take from that lease
+in memory. A lease that runs dry within `LEASE_GROW_WITHIN` seconds doubles its next top-up (up to
+`LEASE_MAX_CALLS` calls), so a busy process tops up about once a second whatever its call rate. The database still decides every lease with the conditional update that bounds all
+processes together, so the guarantee is unchanged: spend stays within the limit, plus at most the
+amount by which one call's real cost exceeds its ceiling.
+
+A lease takes at most 1/`LEASE_SHARE` of a hard budget's remaining room; when even that does not
+fit, the process reserves exactly the call's ceiling (a transaction per call, as without leases),
+so a nearly spent budget is shared call by call. Unused capacity is given back after `LEASE_IDLE`
+seconds without calls, when budgets change, before this process reads a budget, and on shutdown.
+
+Each lease is also a row (`budget_leases`) holding its amount — free capacity plus the ceilings of
+its calls not yet settled — and an expiry the holder keeps extending. A crashed process's lease
+expires after `LEASE_TTL` seconds; the next process about to refuse a call reclaims it (deletes the
+row and takes its amount off `reserved`). A settlement whose lease row is gone books its cost but
+takes nothing off `reserved`: the reclaim already did.
+
+Settlements ride on the usage writer's batch transaction: one UPDATE per lease and per window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_manager.db.base import new_id, utcnow
+from llm_manager.db.session import Database
+from llm_manager.db.tables import BudgetLease
+from llm_manager.services.accounting import UsageWriter
+from llm_manager.services.budget_windows import (
+    BudgetRule,
+    Hold,
+    WindowChange,
+    WindowKey,
+    ensure_windows,
+    nanos,
+    try_reserve,
+    unreserve,
+)
+from llm_manager.types import Usage
+
+logger = logging.getLogger(__name__)
+
+LEASE_CALLS = 50
+"""A lease holds room for this many calls like the one that asked for it."""
+LEASE_MAX_CALLS = 1600
+"""The most calls one top-up may hold room for, however fast the process spends it."""
+LEASE_GROW_WITHIN = 1.0
+"""A lease topped up again within this many seconds doubles its next top-up."""
+LEASE_SHARE = 20
+"""A lease may take at most 1/LEASE_SHARE of what is left of a hard budget."""
+LEASE_IDLE = 2.0
+"""Seconds without a call after which a lease's free capacity goes back to the window."""
+LEASE_TTL = 60.0
+"""Seconds a lease row outlives its last extension; after that, any process may reclaim it."""
+_SWEEP_EVERY = 1.0
+_EXTEND_EVERY = LEASE_TTL / 4
+_TOP_UP_ATTEMPTS = 3
+
+
+class _Lease:
+    """This process's lease on one window: the in-memory half of a `budget_leases` row."""
+
+    __slots__ = (
+        "calls",
+        "epoch",
+        "free_nanos",
+        "free_tokens",
+        "id",
+        "key",
+        "last_used",
+        "rule",
+        "stored",
+        "topped_up_at",
+    )
+
+    def __init__(self, key: WindowKey, rule: BudgetRule) -> None:
+        self.key = key
+        self.rule = rule
+        self.id = new_id()
+        self.stored = False
+        """Whether the row exists (as far as this process knows)."""
+        self.epoch = 0
+        """Bumped whenever the free capacity is given back or lost, so late releases don't refill it."""
+        self.free_nanos = 0
+        self.free_tokens = 0
+        self.last_used = 0.0
+        self.calls = LEASE_CALLS
+        """How many calls like the asking one the next top-up holds room for."""
+        self.topped_up_at = -LEASE_GROW_WITHIN
+
+    def grew(self, usd: int, tokens: int, now: float) -> None:
+        """A top-up was granted; a lease that ran dry quickly asks for more next time."""
+        self.stored = True
+        self.free_nanos += usd
+        self.free_tokens += tokens
+        if now - self.topped_up_at < LEASE_GROW_WITHIN:
+            self.calls = min(self.calls * 2, LEASE_MAX_CALLS)
+        self.topped_up_at = now
+
+    def fits(self, hold: Hold) -> bool:
+        same_rule = hold.budget is self.rule or hold.budget == self.rule  # usually the cached object itself
+        return self.free_nanos >= hold.usd_nanos and self.free_tokens >= hold.tokens and same_rule
+
+    def take(self, hold: Hold, now: float) -> None:
+        self.free_nanos -= hold.usd_nanos
+        self.free_tokens -= hold.tokens
+        self.last_used = now
+
+    def drain(self) -> _Return | None:
+        """Stop offering the free capacity; what must go back to the window, if anything."""
+        self.epoch += 1
+        self.calls = LEASE_CALLS
+        if not (self.free_nanos or self.free_tokens):
+            return None
+        returned = _Return(lease_id=self.id, key=self.key, usd_nanos=self.free_nanos, tokens=self.free_tokens)
+        self.free_nanos = self.free_tokens = 0
+        return returned
+
+    def lost(self) -> None:
+        """The row was reclaimed by another process: what we held there is no longer ours."""
+        self.id = new_id()
+        self.stored = False
+        self.epoch += 1
+        self.free_nanos = self.free_tokens = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Return:
+    lease_id: str
+    key: WindowKey
+    usd_nanos: int
+    tokens: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Taken:
+    hold: Hold
+    lease: _Lease
+    lease_id: str
+    epoch: int
+
+
+class _RefusedError(Exception):
+    def __init__(self, hold: Hold) -> None:
+        self.hold = hold
+
+
+class BudgetLedger:
+    """Holds, leases and settlements for the budget windows of one process."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        writer: UsageWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database = database
+        self._writer = writer
+        self._clock = clock
+        self._leases: dict[WindowKey, _Lease] = {}
+        self._returns: list[_Return] = []
+        self._windows: set[WindowKey] = set()
+        """Windows known to exist, so a top-up needs no INSERT first (forgotten on any doubt)."""
+        self._lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._extended_at = 0.0
+        self._holder = f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+    async def reserve(self, holds: Sequence[Hold]) -> Reservation | Hold:
+        """Hold every ceiling, from this process's leases when they have room; else the hold refused.
+
+        The fast path takes from the leases without awaiting anything, so concurrent calls in
+        this process never see a half-taken reservation.
+        """
+        taken = self._take_all(holds)
+        if taken is not None:
+            return Reservation(self, taken)
+        async with self._lock:
+            return await self._reserve_slowly(holds)
+
+    async def _reserve_slowly(self, holds: Sequence[Hold]) -> Reservation | Hold:
+        refused: Hold | None = None
+        made_room = False
+        for _ in range(_TOP_UP_ATTEMPTS):
+            taken = self._take_all(holds)
+            if taken is not None:
+                return Reservation(self, taken)
+            wanting = [hold for hold in holds if not self._lease_for(hold).fits(hold)]
+            refused = await self._top_up(wanting)
+            if refused is not None:
+                if made_room:
+                    return refused
+                # Our settlements may still be queued (holding whole ceilings), another process
+                # may have died holding a lease, or a window we believed in may be gone.
+                await self._make_room()
+                made_room = True
+        return refused or holds[0]
+
+    def forget(self) -> None:
+        """Budgets changed: stop using every lease (their capacity goes back) and every known window."""
+        self._windows.clear()
+        for lease in self._leases.values():
+            self._queue_return(lease.drain())
+
+    async def give_back(self) -> None:
+        """Return all free leased capacity now, so what is read next shows only what calls hold."""
+        async with self._lock:
+            self.forget()
+            await self._write_returns()
+
+    async def aclose(self) -> None:
+        """Give everything back; call after the usage writer has written the last settlements."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        with contextlib.suppress(Exception):
+            await self.give_back()
+            await self._delete_empty_rows()
+
+    async def settle(self, taken: Sequence[_Taken], usage: Usage, cost: Decimal | None) -> None:
+        settlement = _Settlement(
+            holds=tuple((item.hold, item.lease_id) for item in taken),
+            tokens=usage.prompt_tokens + usage.completion_tokens,
+            cost_nanos=nanos(cost),
+        )
+        if self._writer is not None:
+            await self._writer.put(settlement)
+            return
+        async with self._database.session() as session:
+            await settlement.write(session)
+
+    def release(self, taken: Sequence[_Taken]) -> None:
+        """Give a failed call's ceilings back to its leases, in memory: the rows still hold them."""
+        for item in taken:
+            lease = item.lease
+            if lease.id != item.lease_id:
+                continue  # reclaimed meanwhile: nothing of it is held any more
+            if lease.epoch == item.epoch:
+                lease.free_nanos += item.hold.usd_nanos
+                lease.free_tokens += item.hold.tokens
+            else:  # the lease was drained since: its capacity is on the way back already
+                self._queue_return(
+                    _Return(
+                        lease_id=lease.id,
+                        key=lease.key,
+                        usd_nanos=item.hold.usd_nanos,
+                        tokens=item.hold.tokens,
+                    )
+                )
+
+    def _take_all(self, holds: Sequence[Hold]) -> list[_Taken] | None:
+        leases = [self._leases.get(hold.key) for hold in holds]
+        if not all(lease is not None and lease.fits(hold) for lease, hold in zip(leases, holds, strict=True)):
+            return None
+        now = self._clock()
+        taken = []
+        for lease, hold in zip(leases, holds, strict=True):
+            assert lease is not None
+            lease.take(hold, now)
+            taken.append(_Taken(hold=hold, lease=lease, lease_id=lease.id, epoch=lease.epoch))
+        return taken
+
+    def _lease_for(self, hold: Hold) -> _Lease:
+        lease = self._leases.get(hold.key)
+        if lease is None:
+            lease = self._leases[hold.key] = _Lease(hold.key, hold.budget)
+        elif lease.rule != hold.budget:
+            self._queue_return(lease.drain())  # its capacity was leased under the old limits
+            lease.rule = hold.budget
+        return lease
+
+    async def _top_up(self, wanting: Sequence[Hold]) -> Hold | None:
+        """Grow the leases of `wanting` in one transaction; the hold refused (all rolled back) or None."""
+        grants: list[tuple[_Lease, int, int]] = []
+        try:
+            async with self._database.session() as session:
+                missing = [hold for hold in wanting if hold.key not in self._windows]
+                if missing:
+                    await ensure_windows(session, missing)
+                expires = utcnow() + timedelta(seconds=LEASE_TTL)
+                for hold in wanting:
+                    lease = self._leases[hold.key]
+                    if lease.stored and not await _extend(session, lease, expires):
+                        lease.lost()
+                    usd, tokens = await _grant(session, hold, lease)
+                    await _store(session, lease, usd, tokens, expires, self._holder)
+                    grants.append((lease, usd, tokens))
+        except _RefusedError as refusal:
+            return refusal.hold
+        now = self._clock()
+        for lease, usd, tokens in grants:
+            lease.grew(usd, tokens, now)
+        self._windows.update(hold.key for hold in wanting)
+        self._extended_at = now
+        self._ensure_sweeper()
+        return None
+
+    async def _make_room(self) -> None:
+        if self._writer is not None:
+            await self._writer.flush()
+        await self._write_returns()
+        await _reclaim_expired(self._database)
+        self._windows.clear()
+
+    def _queue_return(self, returned: _Return | None) -> None:
+        if returned is not None:
+            self._returns.append(returned)
+            self._ensure_sweeper()
+
+    async def _write_returns(self) -> None:
+        returns, self._returns = self._returns, []
+        if not returns:
+            return
+        try:
+            async with self._database.session() as session:
+                await _write_returns(session, returns)
+        except BaseException:
+            self._returns[:0] = returns  # written on the next sweep
+            raise
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="budget-leases")
+
+    async def _sweep(self) -> None:
+        """While leases exist: return idle capacity, keep the rows alive, reclaim dead processes' rows."""
+        while self._leases or self._returns:
+            await asyncio.sleep(_SWEEP_EVERY)
+            try:
+                await self._sweep_once()
+            except Exception:
+                logger.warning("budget lease upkeep failed; retrying", exc_info=True)
+
+    async def _sweep_once(self) -> None:
+        now = self._clock()
+        for lease in self._leases.values():
+            if now - lease.last_used >= LEASE_IDLE:
+                self._queue_return(lease.drain())
+        async with self._lock:
+            await self._write_returns()
+        if now - self._extended_at >= _EXTEND_EVERY:
+            self._extended_at = now
+            await self._extend_all()
+            await _reclaim_expired(self._database)
+        await self._delete_empty_rows()
+
+    async def _extend_all(self) -> None:
+        stored = {lease.id: lease for lease in self._leases.values() if lease.stored}
+        if not stored:
+            return
+        expires = utcnow() + timedelta(seconds=LEASE_TTL)
+        async with self._database.session() as session:
+            alive = set(
+                (
+                    await session.scalars(
+                        update(BudgetLease)
+                        .where(BudgetLease.id.in_(list(stored)))
+                        .values(expires_at=expires)
+                        .returning(BudgetLease.id)
+                    )
+                ).all()
+            )
+        for lease_id, lease in stored.items():
+            if lease_id not in alive:
+                lease.lost()
+
+    async def _delete_empty_rows(self) -> None:
+        """Forget leases idle long enough whose rows hold nothing (no call of theirs is unsettled)."""
+        now = self._clock()
+        idle = [
+            lease
+            for lease in self._leases.values()
+            if now - lease.last_used >= LEASE_IDLE and not (lease.free_nanos or lease.free_tokens)
+        ]
+        if not idle:
+            return
+        async with self._lock, self._database.session() as session:
+            deleted = set(
+                (
+                    await session.scalars(
+                        delete(BudgetLease)
+                        .where(
+                            BudgetLease.id.in_([lease.id for lease in idle]),
+                            BudgetLease.usd_nanos <= 0,
+                            BudgetLease.tokens <= 0,
+                        )
+                        .returning(BudgetLease.id)
+                    )
+                ).all()
+            )
+            for lease in idle:
+                unused = not (lease.free_nanos or lease.free_tokens)
+                if (
+                    (lease.id in deleted or not lease.stored)
+                    and unused
+                    and self._leases.get(lease.key) is lease
+                ):
+                    del self._leases[lease.key]
+
+
+class Reservation:
+    """The holds of one call: `settle` books the real cost, `release` gives them back."""
+
+    def __init__(self, ledger: BudgetLedger, taken: Sequence[_Taken]) -> None:
+        self._ledger = ledger
+        self._taken = tuple(taken)
+        self._done = False
+
+    async def settle(self, usage: Usage, cost: Decimal | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        await self._ledger.settle(self._taken, usage, cost)
+
+    async def release(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._ledger.release(self._taken)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Settlement:
+    """Replace a call's holds by what it really cost; a `DeferredWrite` of the usage writer."""
+
+    holds: tuple[tuple[Hold, str], ...]
+    """Each hold with the id of the lease it was taken from."""
+    tokens: int
+    cost_nanos: int
+
+    async def write(self, session: AsyncSession) -> None:
+        await self.write_all(session, [self])
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, writes: Sequence[_Settlement]) -> None:
+        """Settle many calls with one UPDATE per lease and one per budget window."""
+        held: dict[str, list[int]] = {}
+        for settlement in writes:
+            for hold, lease_id in settlement.holds:
+                amounts = held.setdefault(lease_id, [0, 0])
+                amounts[0] += hold.usd_nanos
+                amounts[1] += hold.tokens
+        alive = set()
+        for lease_id, (usd, tokens) in held.items():
+            if await _shrink(session, lease_id, usd, tokens):
+                alive.add(lease_id)
+        changes: dict[WindowKey, WindowChange] = {}
+        for settlement in writes:
+            for hold, lease_id in settlement.holds:
+                change = changes.setdefault(hold.key, WindowChange(hold=hold))
+                change.spent_nanos += settlement.cost_nanos
+                change.spent_tokens += settlement.tokens
+                if lease_id in alive:
+                    change.reserved_nanos += hold.usd_nanos
+                    change.reserved_tokens += hold.tokens
+        for change in changes.values():
+            await change.write(session)
+
+
+async def _grant(session: AsyncSession, hold: Hold, lease: _Lease) -> tuple[int, int]:
+    """Reserve a lease's worth on the window if the budget has ample room, else just what the call lacks."""
+    lacking = (max(hold.usd_nanos - lease.free_nanos, 0), max(hold.tokens - lease.free_tokens, 0))
+    ample = (
+        max(hold.usd_nanos * lease.calls - lease.free_nanos, lacking[0]),
+        max(hold.tokens * lease.calls - lease.free_tokens, lacking[1]),
+    )
+    if await try_reserve(session, hold, ample, room=LEASE_SHARE):
+        return ample
+    if await try_reserve(session, hold, lacking, room=1):
+        return lacking
+    raise _RefusedError(hold)
+
+
+async def _extend(session: AsyncSession, lease: _Lease, expires: datetime) -> bool:
+    """Push the row's expiry; False when it is gone (another process reclaimed it)."""
+    result = await session.execute(
+        update(BudgetLease)
+        .where(BudgetLease.id == lease.id)
+        .values(expires_at=expires)
+        .returning(BudgetLease.id)
+    )
+    return result.first() is not None
+
+
+async def _store(
+    session: AsyncSession, lease: _Lease, usd: int, tokens: int, expires: datetime, holder: str
+) -> None:
+    if lease.stored:
+        await session.execute(
+            update(BudgetLease)
+            .where(BudgetLease.id == lease.id)
+            .values(usd_nanos=BudgetLease.usd_nanos + usd, tokens=BudgetLease.tokens + tokens)
+        )
+        return
+    budget_id, start = lease.key
+    await session.execute(
+        insert(BudgetLease).values(
+            id=lease.id,
+            budget_id=budget_id,
+            window_start=start,
+            usd_nanos=usd,
+            tokens=tokens,
+            holder=holder,
+            expires_at=expires,
+        )
+    )
+
+
+async def _shrink(session: AsyncSession, lease_id: str, usd: int, tokens: int) -> bool:
+    """Take settled ceilings off a lease row; False when the row is gone (reclaimed)."""
+    result = await session.execute(
+        update(BudgetLease)
+        .where(BudgetLease.id == lease_id)
+        .values(usd_nanos=BudgetLease.usd_nanos - usd, tokens=BudgetLease.tokens - tokens)
+        .returning(BudgetLease.id)
+    )
+    return result.first() is not None
+
+
+async def _write_returns(session: AsyncSession, returns: Sequence[_Return]) -> None:
+    totals: dict[WindowKey, list[int]] = {}
+    for returned in returns:
+        if await _shrink(session, returned.lease_id, returned.usd_nanos, returned.tokens):
+            amounts = totals.setdefault(returned.key, [0, 0])
+            amounts[0] += returned.usd_nanos
+            amounts[1] += returned.tokens
+    for key, (usd, tokens) in totals.items():
+        await unreserve(session, key, usd, tokens)
+
+
+async def _reclaim_expired(database: Database) -> None:
+    """Delete leases whose holder stopped extending them, and take their amounts off `reserved`.
+
+    Deleting with RETURNING makes each row's amount go back exactly once, even when several
+    processes reclaim at the same moment.
+    """
+    async with database.session() as session:
+        rows = (
+            await session.execute(
+                delete(BudgetLease)
+                .where(BudgetLease.expires_at < utcnow())
+                .returning(
+                    BudgetLease.budget_id, BudgetLease.window_start, BudgetLease.usd_nanos, BudgetLease.tokens
+                )
+            )
+        ).all()
+        for budget_id, start, usd, tokens in rows:
+            if usd or tokens:
+                await unreserve(session, (budget_id, start), usd, tokens)
+    if rows:
+        logger.info("reclaimed %d expired budget lease(s)", len(rows))
