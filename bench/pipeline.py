@@ -5,8 +5,9 @@
 Both sides talk to the same zero-delay fake OpenAI upstream on 127.0.0.1 (a real socket server on
 a background thread) and receive the same recorded bytes:
 
-- raw: one pooled `httpx.AsyncClient` POSTs the exact request bytes the pipeline sent, reads the
-  SSE to the end (or the JSON body) and does nothing else;
+- raw: one pooled `UpstreamClient` (the client the adapters use, built by the same
+  `new_http_client()`) POSTs the exact request bytes the pipeline sent, reads the SSE to the end
+  (or the JSON body) and does nothing else;
 - pipeline: `llm.stream(...)` / `llm.chat(...)` through `LLMManager` — resolve the configuration,
   call the OpenAI adapter, decode events, build the result, price it, queue the usage row.
 
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import orjson
 from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
@@ -41,6 +42,8 @@ from sqlalchemy import func, select
 
 from llm_manager.db.tables import UsageLog
 from llm_manager.manager import LLMManager
+from llm_manager.providers._http import UpstreamClient
+from llm_manager.providers._wire import new_http_client
 from llm_manager.services.configurations import ConfigurationCreate
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream
@@ -104,7 +107,7 @@ def percentile_ms(values_ns: Sequence[int], percent: float) -> float:
 
 class Bench:
     def __init__(
-        self, llm: LLMManager, upstream: CountingUpstream, client: httpx.AsyncClient, concurrency: int
+        self, llm: LLMManager, upstream: CountingUpstream, client: UpstreamClient, concurrency: int
     ) -> None:
         self.llm = llm
         self.upstream = upstream
@@ -153,7 +156,7 @@ class Bench:
         url, body, headers = self.requests["chat"]
         started = time.perf_counter_ns()
         response = await self.client.post(url, content=body, headers=headers)
-        payload = response.json()
+        payload = orjson.loads(response.content)
         ended = time.perf_counter_ns()
         if response.status_code != 200 or not payload.get("choices"):
             raise BenchError(f"raw chat answered HTTP {response.status_code}")
@@ -235,7 +238,7 @@ async def bench(requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
         upstream.add("POST", f"{CHAT_PREFIX}{transcripts.CHAT_PATH}", transcripts.text_completion())
         async with (
             LLMManager.open(_settings(Path(tmp))) as llm,
-            httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_keepalive_connections=200)) as client,
+            new_http_client() as client,
         ):
             for slug, prefix in ((STREAM_SLUG, STREAM_PREFIX), (CHAT_SLUG, CHAT_PREFIX)):
                 await llm.configurations.create(
@@ -308,7 +311,7 @@ def _table(report: dict[str, Any]) -> Table:
     run = report["run"]
     table = Table(
         title=(
-            f"LLM Manager pipeline vs raw httpx\n{run['requests']} requests per path, concurrency "
+            f"LLM Manager pipeline vs the raw upstream client\n{run['requests']} requests per path, concurrency "
             f"{run['concurrency']}, {run['loop']}"
         ),
         caption=(

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from argon2 import PasswordHasher
 
@@ -26,6 +25,7 @@ from llm_manager.conversation import ConversationHandle
 from llm_manager.db.migrate import upgrade_to_head
 from llm_manager.db.session import Database
 from llm_manager.errors import InvalidInputError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers._wire import HttpTimeouts, new_http_client
 from llm_manager.providers.registry import ProviderRegistry
 from llm_manager.services.accounting import UsageRecord, UsageWriter
@@ -73,7 +73,7 @@ class Services:
     """Every service, wired once; surfaces (server, CLI) use these through the manager."""
 
     database: Database
-    http: httpx.AsyncClient
+    http: UpstreamClient
     writer: UsageWriter
     applications: ApplicationService
     configurations: ConfigurationService
@@ -147,6 +147,7 @@ class LLMManager:
         finally:
             await writer.close()
             if services is not None:
+                await services.budgets.aclose()  # after the writer: settlements first, then leases
                 await services.tokens.invalidations.aclose()
             await streams.aclose()
             await rates.aclose()
@@ -348,7 +349,7 @@ def _redis_client(url: str | None) -> Redis | None:
 def _wire_services(
     settings: Settings,
     database: Database,
-    http: httpx.AsyncClient,
+    http: UpstreamClient,
     writer: UsageWriter,
     key_ring: Any,
     guards: Sequence[Guard],

@@ -7,10 +7,10 @@ import socket
 from collections.abc import AsyncGenerator
 from typing import cast
 
-import httpx
 import pytest
 
 from llm_manager.errors import InvalidInputError, ProviderError, RateLimitedError, UnavailableError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.anthropic import AnthropicProvider
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -38,12 +38,12 @@ WEATHER_TOOL = ToolDefinition(
 )
 
 
-def make_provider(http: httpx.AsyncClient, base_url: str, api_key: str | None = KEY) -> AnthropicProvider:
+def make_provider(http: UpstreamClient, base_url: str, api_key: str | None = KEY) -> AnthropicProvider:
     return AnthropicProvider(ProviderConnection(base_url=base_url, api_key=api_key), http)
 
 
 @pytest.fixture
-def provider(upstream: FakeUpstream, http: httpx.AsyncClient) -> AnthropicProvider:
+def provider(upstream: FakeUpstream, http: UpstreamClient) -> AnthropicProvider:
     return make_provider(http, transcripts.base_url(upstream.url))
 
 
@@ -195,7 +195,7 @@ async def test_stream_ending_without_message_stop_is_unavailable(
         await collect(provider)
 
 
-async def test_connection_refused_is_unavailable(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_unavailable(http: UpstreamClient) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -370,7 +370,7 @@ async def test_list_models_follows_pagination(upstream: FakeUpstream, provider: 
     assert "after_id=a" in upstream.requests[1].path
 
 
-async def test_no_secret_in_error_messages(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_no_secret_in_error_messages(upstream: FakeUpstream, http: UpstreamClient) -> None:
     secret = "plain-key-without-prefix-42"
     body = (
         '{"type":"error","error":{"type":"authentication_error",'

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx
 import ollama
 import pytest
 
 from llm_manager.errors import ProviderError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.anthropic import AnthropicProvider
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.ollama import OllamaProvider
@@ -48,7 +48,7 @@ def anthropic_client(upstream: FakeUpstream) -> Iterator[anthropic.Anthropic]:
 
 
 @pytest.fixture
-def ours_anthropic(upstream: FakeUpstream, http: httpx.AsyncClient) -> AnthropicProvider:
+def ours_anthropic(upstream: FakeUpstream, http: UpstreamClient) -> AnthropicProvider:
     connection = ProviderConnection(
         base_url=anthropic_transcripts.base_url(upstream.url), api_key="sk-ant-test"
     )
@@ -176,7 +176,7 @@ def ollama_client(upstream: FakeUpstream) -> Iterator[ollama.Client]:
 
 
 @pytest.fixture
-def ours_ollama(upstream: FakeUpstream, http: httpx.AsyncClient) -> OllamaProvider:
+def ours_ollama(upstream: FakeUpstream, http: UpstreamClient) -> OllamaProvider:
     return OllamaProvider(ProviderConnection(base_url=ollama_transcripts.base_url(upstream.url)), http)
 
 

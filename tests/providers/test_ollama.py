@@ -7,10 +7,10 @@ import socket
 from collections.abc import AsyncGenerator
 from typing import cast
 
-import httpx
 import pytest
 
 from llm_manager.errors import ProviderError, RateLimitedError, UnavailableError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.ollama import OllamaProvider
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -37,12 +37,12 @@ WEATHER_TOOL = ToolDefinition(
 )
 
 
-def make_provider(http: httpx.AsyncClient, base_url: str, api_key: str | None = None) -> OllamaProvider:
+def make_provider(http: UpstreamClient, base_url: str, api_key: str | None = None) -> OllamaProvider:
     return OllamaProvider(ProviderConnection(base_url=base_url, api_key=api_key), http)
 
 
 @pytest.fixture
-def provider(upstream: FakeUpstream, http: httpx.AsyncClient) -> OllamaProvider:
+def provider(upstream: FakeUpstream, http: UpstreamClient) -> OllamaProvider:
     return make_provider(http, transcripts.base_url(upstream.url))
 
 
@@ -211,7 +211,7 @@ async def test_stream_ending_without_done_is_unavailable(
         await collect(provider)
 
 
-async def test_connection_refused_is_unavailable(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_unavailable(http: UpstreamClient) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -334,7 +334,7 @@ async def test_no_authorization_without_a_key(upstream: FakeUpstream, provider: 
     assert "authorization" not in upstream.requests[0].headers
 
 
-async def test_bearer_key_for_ollama_cloud(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_bearer_key_for_ollama_cloud(upstream: FakeUpstream, http: UpstreamClient) -> None:
     upstream.add("GET", transcripts.MODELS_PATH, transcripts.models_reply())
     provider = make_provider(http, upstream.url, api_key="ollama-cloud-key")
 
@@ -371,7 +371,7 @@ async def test_list_models(upstream: FakeUpstream, provider: OllamaProvider) -> 
     assert tuple(model.id for model in models) == transcripts.MODEL_IDS
 
 
-async def test_no_secret_in_error_messages(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_no_secret_in_error_messages(upstream: FakeUpstream, http: UpstreamClient) -> None:
     key = "sk-ant-secret-123"
     plain = "plain-cloud-key-without-prefix"
     upstream.add(

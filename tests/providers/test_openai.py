@@ -8,7 +8,6 @@ import json
 import socket
 from contextlib import aclosing
 
-import httpx
 import pytest
 
 from llm_manager.errors import (
@@ -20,6 +19,7 @@ from llm_manager.errors import (
     UnavailableError,
 )
 from llm_manager.providers import _wire
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.openai import OpenAICompatibleProvider, OpenAIProvider
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -37,6 +37,7 @@ from llm_manager.types import (
     ToolDefinition,
     UsageReport,
 )
+from tests.providers.conftest import CountingUpstream
 
 KEY = "sk-proj-Zx81secretKEY0123456789"
 MODEL = "gpt-4o-mini"
@@ -49,7 +50,7 @@ CAPITAL_TOOL = ToolDefinition(
 
 
 def make_provider(
-    http: httpx.AsyncClient,
+    http: UpstreamClient,
     base_url: str,
     *,
     api_key: str | None = KEY,
@@ -61,7 +62,7 @@ def make_provider(
 
 
 @pytest.fixture
-def provider(upstream: FakeUpstream, http: httpx.AsyncClient) -> OpenAIProvider:
+def provider(upstream: FakeUpstream, http: UpstreamClient) -> OpenAIProvider:
     return make_provider(http, transcripts.base_url(upstream.url))
 
 
@@ -260,7 +261,7 @@ async def test_dropped_connection_mid_stream_is_unavailable(
     assert built(seen).text == "The capital of"
 
 
-async def test_connection_refused_is_unavailable(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_unavailable(http: UpstreamClient) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -424,9 +425,7 @@ async def test_no_tools_means_no_tool_fields(upstream: FakeUpstream, provider: O
     assert body["messages"] == [{"role": "user", "content": "What is the capital of the UK?"}]
 
 
-async def test_openai_sends_the_key_and_extra_headers(
-    upstream: FakeUpstream, http: httpx.AsyncClient
-) -> None:
+async def test_openai_sends_the_key_and_extra_headers(upstream: FakeUpstream, http: UpstreamClient) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
     provider = make_provider(
         http, transcripts.base_url(upstream.url), headers={"OpenAI-Organization": "org-1"}
@@ -441,7 +440,7 @@ async def test_openai_sends_the_key_and_extra_headers(
 
 
 async def test_compatible_server_without_key_gets_no_authorization(
-    upstream: FakeUpstream, http: httpx.AsyncClient
+    upstream: FakeUpstream, http: UpstreamClient
 ) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream_without_usage())
     provider = make_provider(
@@ -468,7 +467,7 @@ def test_compatible_provider_describes_itself() -> None:
     assert OpenAIProvider.supports_embeddings
 
 
-async def test_compatible_provider_without_base_url_is_refused(http: httpx.AsyncClient) -> None:
+async def test_compatible_provider_without_base_url_is_refused(http: UpstreamClient) -> None:
     provider = make_provider(http, "", api_key=None, kind=OpenAICompatibleProvider)
 
     with pytest.raises(InvalidInputError) as caught:
@@ -534,18 +533,17 @@ async def test_list_models_error_is_mapped(upstream: FakeUpstream, provider: Ope
 
 
 async def test_a_finished_stream_returns_its_connection_to_the_pool(
-    upstream: FakeUpstream, http: httpx.AsyncClient, provider: OpenAIProvider
+    counting_upstream: CountingUpstream, http: UpstreamClient
 ) -> None:
     # Reading past `[DONE]` to the end of the body lets the next call skip a new (TLS) handshake.
-    upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
+    counting_upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
+    provider = make_provider(http, transcripts.base_url(counting_upstream.url))
 
     for _ in range(3):
         await collect(provider)
 
-    pool = http._transport._pool  # type: ignore[attr-defined]
-    assert [connection.info() for connection in pool.connections] == [
-        f"'{upstream.url}', HTTP/1.1, IDLE, Request Count: 3"
-    ]
+    assert len(counting_upstream.requests) == 3
+    assert counting_upstream.connections == 1
 
 
 async def test_an_error_sent_with_status_200_still_raises(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import httpx
 import openai
 import pytest
 
 from llm_manager.errors import ProviderError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.openai import OpenAIProvider
 from llm_manager.providers.openrouter import OpenRouterProvider
@@ -32,7 +32,7 @@ def sdk(transcripts: ModuleType, upstream: FakeUpstream) -> openai.OpenAI:
 
 
 async def ours(
-    kind: type[OpenAIProvider], transcripts: ModuleType, upstream: FakeUpstream, http: httpx.AsyncClient
+    kind: type[OpenAIProvider], transcripts: ModuleType, upstream: FakeUpstream, http: UpstreamClient
 ) -> CompletionBuilder:
     provider = kind(ProviderConnection(base_url=transcripts.base_url(upstream.url), api_key="sk-test"), http)
     builder = CompletionBuilder()
@@ -74,7 +74,7 @@ def sdk_stream_text_and_usage(client: openai.OpenAI) -> tuple[str, tuple[int, in
     ids=["openai", "openrouter"],
 )
 async def test_streamed_text_and_usage_match_the_sdk(
-    upstream: FakeUpstream, http: httpx.AsyncClient, kind: type[OpenAIProvider], transcripts: ModuleType
+    upstream: FakeUpstream, http: UpstreamClient, kind: type[OpenAIProvider], transcripts: ModuleType
 ) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
 
@@ -87,7 +87,7 @@ async def test_streamed_text_and_usage_match_the_sdk(
 
 
 async def test_openrouter_cost_matches_the_sdk_extra_field(
-    upstream: FakeUpstream, http: httpx.AsyncClient
+    upstream: FakeUpstream, http: UpstreamClient
 ) -> None:
     transcripts = openrouter_transcripts
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
@@ -112,7 +112,7 @@ async def test_openrouter_cost_matches_the_sdk_extra_field(
     ids=["single", "parallel"],
 )
 async def test_streamed_tool_calls_match_the_sdk_accumulator(
-    upstream: FakeUpstream, http: httpx.AsyncClient, reply: object, expected: tuple[ToolCall, ...]
+    upstream: FakeUpstream, http: UpstreamClient, reply: object, expected: tuple[ToolCall, ...]
 ) -> None:
     transcripts = openai_transcripts
     upstream.add("POST", transcripts.CHAT_PATH, reply())  # type: ignore[operator]
@@ -139,7 +139,7 @@ async def test_streamed_tool_calls_match_the_sdk_accumulator(
     ids=["openai", "openrouter"],
 )
 async def test_non_streamed_text_matches_the_sdk(
-    upstream: FakeUpstream, http: httpx.AsyncClient, kind: type[OpenAIProvider], transcripts: ModuleType
+    upstream: FakeUpstream, http: UpstreamClient, kind: type[OpenAIProvider], transcripts: ModuleType
 ) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_completion())
     provider = kind(ProviderConnection(base_url=transcripts.base_url(upstream.url), api_key="sk-test"), http)
@@ -153,7 +153,7 @@ async def test_non_streamed_text_matches_the_sdk(
     assert completion.finish_reason == response.choices[0].finish_reason
 
 
-async def test_base64_embeddings_match_the_sdk(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_base64_embeddings_match_the_sdk(upstream: FakeUpstream, http: UpstreamClient) -> None:
     transcripts = openai_transcripts
     upstream.add("POST", transcripts.EMBEDDINGS_PATH, transcripts.embeddings_reply("base64"))
     provider = OpenAIProvider(
@@ -178,7 +178,7 @@ async def test_base64_embeddings_match_the_sdk(upstream: FakeUpstream, http: htt
     ids=["openai", "openrouter"],
 )
 async def test_mid_stream_error_raises_in_the_sdk_as_in_our_adapter(
-    upstream: FakeUpstream, http: httpx.AsyncClient, kind: type[OpenAIProvider], transcripts: ModuleType
+    upstream: FakeUpstream, http: UpstreamClient, kind: type[OpenAIProvider], transcripts: ModuleType
 ) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.mid_stream_error())
     client = sdk(transcripts, upstream)
@@ -189,7 +189,7 @@ async def test_mid_stream_error_raises_in_the_sdk_as_in_our_adapter(
         sdk_stream_text_and_usage(client)
 
 
-async def test_async_sdk_reads_the_same_stream(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_async_sdk_reads_the_same_stream(upstream: FakeUpstream, http: UpstreamClient) -> None:
     transcripts = openai_transcripts
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream(chunk_delay=0.001))
     client = openai.AsyncOpenAI(base_url=transcripts.base_url(upstream.url), api_key="sk-test", max_retries=0)

@@ -9,10 +9,10 @@ from contextlib import aclosing
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from llm_manager.errors import BadRequestError, ProviderError, RateLimitedError, UnavailableError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.base import ProviderConnection
 from llm_manager.providers.openrouter import OpenRouterPricing, OpenRouterProvider
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -35,13 +35,13 @@ HELLO = ChatRequest(model=MODEL, messages=(Message(role="user", content="Who are
 
 
 def make_provider(
-    http: httpx.AsyncClient, base_url: str, *, options: Mapping[str, Any] | None = None
+    http: UpstreamClient, base_url: str, *, options: Mapping[str, Any] | None = None
 ) -> OpenRouterProvider:
     return OpenRouterProvider(ProviderConnection(base_url=base_url, api_key=KEY, options=options or {}), http)
 
 
 @pytest.fixture
-def provider(upstream: FakeUpstream, http: httpx.AsyncClient) -> OpenRouterProvider:
+def provider(upstream: FakeUpstream, http: UpstreamClient) -> OpenRouterProvider:
     return make_provider(http, transcripts.base_url(upstream.url))
 
 
@@ -213,7 +213,7 @@ async def test_dropped_connection_mid_stream_is_unavailable(
         await collect(provider)
 
 
-async def test_connection_refused_is_unavailable(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_unavailable(http: UpstreamClient) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -254,7 +254,7 @@ async def test_error_messages_never_contain_the_key(
 # -- what we send -------------------------------------------------------------------------------
 
 
-async def test_attribution_headers_come_from_options(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+async def test_attribution_headers_come_from_options(upstream: FakeUpstream, http: UpstreamClient) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
     options = {"referer": "https://apps.example.org", "title": "Support Desk"}
     provider = make_provider(http, transcripts.base_url(upstream.url), options=options)
@@ -269,7 +269,7 @@ async def test_attribution_headers_come_from_options(upstream: FakeUpstream, htt
 
 
 async def test_attribution_defaults_and_non_ascii_titles(
-    upstream: FakeUpstream, http: httpx.AsyncClient
+    upstream: FakeUpstream, http: UpstreamClient
 ) -> None:
     upstream.add("POST", transcripts.CHAT_PATH, transcripts.text_stream())
 

@@ -2,6 +2,9 @@
 
 Upstream failures become our error tree here, once, so adapters only say how their error body
 looks. Every message is redacted of the connection's secrets before it leaves this module.
+The stream decoders (`iter_sse`, `iter_ndjson`) are on the hot path of every streamed call: each
+reads the body's chunks itself and splits lines with one C call a chunk, with no generator
+between it and the socket.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ import email.utils
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
-from httpx_sse import EventSource
 
 from llm_manager.errors import (
     AuthenticationError,
@@ -33,6 +34,14 @@ from llm_manager.errors import (
     UnavailableError,
     UpstreamTimeoutError,
 )
+from llm_manager.providers._http import (
+    ChunkReader,
+    LineSplitter,
+    UpstreamClient,
+    UpstreamResponse,
+    first_chunk,
+)
+from llm_manager.providers._http import HttpTimeouts as HttpTimeouts
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{3,}|sk_[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+)")
 _CONTEXT_HINTS = (
@@ -46,25 +55,9 @@ _CONTEXT_HINTS = (
 _ERROR_MESSAGE_LIMIT = 500
 
 
-@dataclass(frozen=True, kw_only=True)
-class HttpTimeouts:
-    connect: float = 10.0
-    read: float = 300.0
-    write: float = 30.0
-    pool: float = 10.0
-
-
-def new_http_client(timeouts: HttpTimeouts | None = None, *, max_connections: int = 200) -> httpx.AsyncClient:
+def new_http_client(timeouts: HttpTimeouts | None = None, *, max_connections: int = 200) -> UpstreamClient:
     """The one pooled client all adapters share; first-byte and idle limits live in the pipeline."""
-    timeouts = timeouts or HttpTimeouts()
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
-        ),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return UpstreamClient(timeouts, max_connections=max_connections)
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
@@ -104,7 +97,7 @@ def arguments_object(call_id: str, arguments: str) -> dict[str, Any]:
     return parsed
 
 
-async def error_body(response: httpx.Response) -> Any:
+async def error_body(response: UpstreamResponse) -> Any:
     """The decoded body of a failed response, or None when it is not JSON."""
     await response.aread()
     try:
@@ -113,21 +106,59 @@ async def error_body(response: httpx.Response) -> Any:
         return None
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """Yield `(event, data)` for each server-sent event; comments (keep-alives) are skipped."""
-    async for sse in EventSource(response).aiter_sse():
-        if sse.data or sse.event != "message":
-            yield sse.event, sse.data
+async def iter_sse(response: ChunkReader) -> AsyncIterator[tuple[str, str]]:
+    """Yield `(event, data)` for each server-sent event, as the SSE specification dispatches them.
+
+    `data:` lines accumulate (joined with "\n"), `event:` names the event ("message" when
+    absent), a blank line dispatches an event that has data, `:` comments (keep-alives) and
+    `id:` / `retry:` are ignored. An event the stream ends without a blank line after is still
+    dispatched if it has data.
+    """
+    lines = LineSplitter()
+    event = ""
+    data: list[bytes] = []
+    chunk = await first_chunk(response)
+    while True:
+        batch = lines.feed(chunk) if chunk else [*lines.finish(), b""]
+        for line in batch:
+            if line[:5] == b"data:":  # nearly every line: checked first
+                value = line[5:]
+                data.append(value[1:] if value[:1] == b" " else value)
+            elif not line:
+                if data:
+                    yield event or "message", b"\n".join(data).decode("utf-8", errors="replace")
+                    data = []
+                event = ""
+            elif line[0] != 58:  # not a b":" comment
+                name, value = _sse_field(line)
+                if name == b"event":
+                    event = value.decode("utf-8", errors="replace")
+                elif name == b"data":
+                    data.append(value)
+        if not chunk:
+            return
+        chunk = await response.read_chunk()
 
 
-async def iter_ndjson(response: httpx.Response, *, provider: str = "upstream") -> AsyncIterator[Any]:
+def _sse_field(line: bytes) -> tuple[bytes, bytes]:
+    """`name: value`, split at the first colon with one space after it dropped; no colon, no value."""
+    name, _, value = line.partition(b":")
+    return name, value[1:] if value[:1] == b" " else value
+
+
+async def iter_ndjson(response: ChunkReader, *, provider: str = "upstream") -> AsyncIterator[Any]:
     """Yield one decoded JSON value per non-empty line."""
-    async for line in response.aiter_lines():
+    lines = LineSplitter()
+    while chunk := await response.read_chunk():
+        for line in lines.feed(chunk):
+            if line.strip():
+                yield decode_json(line, provider=provider)
+    for line in lines.finish():
         if line.strip():
             yield decode_json(line, provider=provider)
 
 
-def parse_retry_after(headers: httpx.Headers) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
     if value := headers.get("retry-after-ms"):
         try:
@@ -192,18 +223,34 @@ def classify_error(
 
 @contextmanager
 def transport_errors(provider: str, secrets: Sequence[str] = ()) -> Iterator[None]:
-    """Turn httpx transport failures into `UnavailableError` / `UpstreamTimeoutError`."""
+    """Turn aiohttp's transport failures into `UnavailableError` / `UpstreamTimeoutError`.
+
+    Only aiohttp's own timeouts are the upstream's: a bare `TimeoutError` is some caller's timer
+    (the pipeline's first-byte `asyncio.timeout()`), and it passes through untouched, as does
+    `asyncio.CancelledError`, which is not an `Exception`.
+    """
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except aiohttp.ServerTimeoutError as exc:
         raise UpstreamTimeoutError(
             redact(f"{provider} timed out: {type(exc).__name__}", secrets), provider=provider
         ) from None
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+    except TimeoutError:
+        raise
+    except aiohttp.ClientConnectorError as exc:
+        raise UnavailableError(
+            redact(f"cannot reach {provider}: {exc}", secrets), provider=provider
+        ) from None
+    except (
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientPayloadError,
+        aiohttp.ClientResponseError,
+        OSError,
+    ) as exc:
         raise UnavailableError(
             redact(f"{provider} connection dropped: {exc}", secrets), provider=provider
         ) from None
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise UnavailableError(
             redact(f"cannot reach {provider}: {exc}", secrets), provider=provider
         ) from None

@@ -12,10 +12,9 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from llm_manager.errors import InvalidInputError, ProviderError, UnavailableError
 from llm_manager.providers import _wire
+from llm_manager.providers._http import Headers, UpstreamResponse
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
     ChatRequest,
@@ -66,7 +65,7 @@ class AnthropicProvider(Provider):
                     async for event in events:
                         yield event
 
-    async def _decode(self, response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
+    async def _decode(self, response: UpstreamResponse) -> AsyncGenerator[StreamEvent, None]:
         """Turn SSE events into stream events; `Finish` comes with `message_stop`."""
         model: str | None = None
         reason: str | None = None
@@ -164,13 +163,13 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = self.connection.api_key
         return headers
 
-    async def _raise_for_status(self, response: httpx.Response) -> None:
+    async def _raise_for_status(self, response: UpstreamResponse) -> None:
         if response.is_success:
             return
         body = await _wire.error_body(response)
         raise self._error(response.status_code, body, response.text, response.headers)
 
-    def _error(self, status: int | None, body: Any, text: str, headers: httpx.Headers) -> ProviderError:
+    def _error(self, status: int | None, body: Any, text: str, headers: Headers) -> ProviderError:
         """Map `{"type":"error","error":{"type","message"}}`, from a status or an `error` event."""
         error = body.get("error") if isinstance(body, dict) else None
         details = error if isinstance(error, dict) else {}

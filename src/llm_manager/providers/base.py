@@ -1,7 +1,7 @@
 """The `Provider` contract every wire adapter implements.
 
 An adapter knows one wire API and nothing else: no database, no web framework. It gets its
-connection details and the one shared pooled `httpx.AsyncClient` from whoever builds it.
+connection details and the one shared pooled `UpstreamClient` from whoever builds it.
 `stream()` is the one abstract method; `complete()` folds the stream unless the adapter has a
 cheaper plain endpoint.
 """
@@ -13,9 +13,8 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import httpx
-
 from llm_manager.errors import InvalidInputError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.types import (
     ChatRequest,
     Completion,
@@ -54,7 +53,7 @@ class Provider(ABC):
     """Free by definition (local models, the demo): never unpriced."""
     is_demo: ClassVar[bool] = False
 
-    def __init__(self, connection: ProviderConnection, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ProviderConnection, http: UpstreamClient) -> None:
         self.connection = connection
         self.http = http
 

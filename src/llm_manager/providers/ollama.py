@@ -12,10 +12,9 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from llm_manager.errors import ProviderError, UnavailableError
 from llm_manager.providers import _wire
+from llm_manager.providers._http import Headers, UpstreamResponse
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
     ChatRequest,
@@ -58,7 +57,7 @@ class OllamaProvider(Provider):
                     async for event in events:
                         yield event
 
-    async def _decode(self, response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
+    async def _decode(self, response: UpstreamResponse) -> AsyncGenerator[StreamEvent, None]:
         """Turn NDJSON lines into stream events; usage and `Finish` come with the `done` line."""
         calls = 0
         finished = False
@@ -138,13 +137,13 @@ class OllamaProvider(Provider):
             headers["authorization"] = f"Bearer {self.connection.api_key}"
         return headers
 
-    async def _raise_for_status(self, response: httpx.Response) -> None:
+    async def _raise_for_status(self, response: UpstreamResponse) -> None:
         if response.is_success:
             return
         body = await _wire.error_body(response)
         raise self._error(response.status_code, body, response.text, response.headers)
 
-    def _error(self, status: int | None, body: Any, text: str, headers: httpx.Headers) -> ProviderError:
+    def _error(self, status: int | None, body: Any, text: str, headers: Headers) -> ProviderError:
         """Map Ollama's `{"error": "message"}`; it has no type or code, so status and text decide."""
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):  # a proxy in front of Ollama may answer in the OpenAI shape

@@ -16,10 +16,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from contextlib import aclosing
 from typing import Any, ClassVar, cast
 
-import httpx
-
 from llm_manager.errors import InvalidInputError, ProviderError, UnavailableError
 from llm_manager.providers import _wire
+from llm_manager.providers._http import UpstreamResponse
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
     ChatRequest,
@@ -112,8 +111,10 @@ class OpenAIProvider(Provider):
                 async with aclosing(sse) as events:
                     async for _event, data in events:
                         if data == "[DONE]":
-                            await _read_to_end(events)
+                            await self._read_to_end(events)
                             return
+                        if not data:
+                            continue
                         for item in self.chunk_events(self._decode(data)):
                             yield item
 
@@ -212,7 +213,7 @@ class OpenAIProvider(Provider):
 
     # -- errors -------------------------------------------------------------------------------
 
-    def http_error(self, response: httpx.Response) -> ProviderError:
+    def http_error(self, response: UpstreamResponse) -> ProviderError:
         """The error for a non-2xx response, from its status, body and `Retry-After`."""
         try:
             body = _wire.loads(response.content)
@@ -258,7 +259,7 @@ class OpenAIProvider(Provider):
             raise self.http_error(response)
         return self._payload(response)
 
-    def _payload(self, response: httpx.Response) -> dict[str, Any]:
+    def _payload(self, response: UpstreamResponse) -> dict[str, Any]:
         """The JSON object of a successful response; some servers report errors with a 200."""
         payload = self._decode(response.content)
         if not isinstance(payload, dict):
@@ -269,6 +270,15 @@ class OpenAIProvider(Provider):
 
     def _decode(self, data: str | bytes) -> Any:
         return _wire.decode_json(data, provider=self.name)
+
+    async def _read_to_end(self, events: AsyncIterator[tuple[str, str]]) -> None:
+        """Read what follows `[DONE]` (normally just the end of the body) so that the connection
+        goes back to the pool instead of being closed; a server that lingers is simply hung up on."""
+        with contextlib.suppress(TimeoutError, ProviderError):
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                with _wire.transport_errors(self.name, self.connection.secrets()):
+                    async for _ in events:
+                        pass
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
@@ -322,15 +332,6 @@ def completion_events(completion: Completion) -> Iterator[StreamEvent]:
         yield UsageReport(usage=completion.usage)
     if completion.finish_reason:
         yield Finish(reason=completion.finish_reason, model=completion.model)
-
-
-async def _read_to_end(events: AsyncIterator[tuple[str, str]]) -> None:
-    """Read what follows `[DONE]` (normally just the end of the body) so that the connection
-    goes back to the pool instead of being closed; a server that lingers is simply hung up on."""
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in events:
-                pass
 
 
 def _vector(embedding: Any) -> tuple[float, ...]:

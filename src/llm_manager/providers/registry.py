@@ -11,9 +11,8 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 
-import httpx
-
 from llm_manager.errors import InvalidInputError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers.anthropic import AnthropicProvider
 from llm_manager.providers.base import Provider, ProviderConnection
 from llm_manager.providers.demo import DemoProvider
@@ -68,7 +67,7 @@ class ProviderRegistry:
                 f"unknown provider {name!r}; known providers: {known}", field="provider"
             ) from None
 
-    def create(self, name: str, connection: ProviderConnection, http: httpx.AsyncClient) -> Provider:
+    def create(self, name: str, connection: ProviderConnection, http: UpstreamClient) -> Provider:
         return self.get(name)(connection, http)
 
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-import httpx
-
 from llm_manager.db.base import new_id
 from llm_manager.errors import LLMManagerError, ProviderError
+from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers._wire import estimate_tokens, redact
 from llm_manager.providers.base import Provider, ProviderConnection
 from llm_manager.providers.registry import ProviderRegistry
@@ -91,7 +90,7 @@ class RetryPolicy:
 class ProviderFactory:
     """Builds adapters for resolved configurations on the one shared HTTP client."""
 
-    def __init__(self, registry: ProviderRegistry, http: httpx.AsyncClient) -> None:
+    def __init__(self, registry: ProviderRegistry, http: UpstreamClient) -> None:
         self.registry = registry
         self.http = http
 
