@@ -25,10 +25,22 @@ from llm_manager.errors import LLMManagerError
 from llm_manager.manager import LLMManager
 from llm_manager.server import openai_api
 from llm_manager.server.auth import authenticate
-from llm_manager.server.errors import error_response, unexpected_error_response, validation_error_response
+from llm_manager.server.errors import (
+    error_body,
+    error_response,
+    unexpected_error_response,
+    validation_error_response,
+)
 from llm_manager.server.lifecycle import Lifecycle
 
 Endpoint = Callable[[Request, bytes, LLMManager], Awaitable[Response]]
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""A larger request body is refused (413) as soon as it exceeds this, without reading the rest:
+a million-token conversation is about 4 MB of JSON."""
+
+
+class _BodyTooLargeError(Exception):
+    pass
 
 
 async def _chat_completions(request: Request, body: bytes, llm: LLMManager) -> Response:
@@ -65,7 +77,12 @@ class FastRoutes:
 
     async def _respond(self, endpoint: Endpoint, request: Request, receive: Receive) -> Response | None:
         """The endpoint's response, or an error response in our one shape; None if the client left."""
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+        except _BodyTooLargeError:
+            message = f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+            content = error_body(message, type_="invalid_request_error", code="request_too_large")
+            return Response(content, status_code=413, media_type="application/json")
         if body is None:
             return None
         try:
@@ -79,10 +96,15 @@ class FastRoutes:
 async def _read_body(receive: Receive) -> bytes | None:
     """The whole request body (None when the client disconnected before sending it)."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLargeError
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

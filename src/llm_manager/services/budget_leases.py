@@ -238,7 +238,7 @@ class BudgetLedger:
             self._sweeper = None
         with contextlib.suppress(Exception):
             await self.give_back()
-            await self._delete_empty_rows()
+            await self._delete_empty_rows(idle_for=0.0)
 
     async def settle(self, taken: Sequence[_Taken], usage: Usage, cost: Decimal | None) -> None:
         settlement = _Settlement(
@@ -384,16 +384,17 @@ class BudgetLedger:
                 ).all()
             )
         for lease_id, lease in stored.items():
-            if lease_id not in alive:
+            if lease_id not in alive and lease.id == lease_id:  # not renewed by a top-up meanwhile
                 lease.lost()
 
-    async def _delete_empty_rows(self) -> None:
+    async def _delete_empty_rows(self, *, idle_for: float | None = None) -> None:
         """Forget leases idle long enough whose rows hold nothing (no call of theirs is unsettled)."""
         now = self._clock()
+        idle_for = LEASE_IDLE if idle_for is None else idle_for
         idle = [
             lease
             for lease in self._leases.values()
-            if now - lease.last_used >= LEASE_IDLE and not (lease.free_nanos or lease.free_tokens)
+            if now - lease.last_used >= idle_for and not (lease.free_nanos or lease.free_tokens)
         ]
         if not idle:
             return

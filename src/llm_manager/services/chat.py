@@ -224,7 +224,7 @@ class ChatService:
         finally:
             watchdog.close()
             # Shielded: under a cancelled anyio scope (a server whose client hung up) every await
-            # is cancelled again, and httpx would leave the upstream connection open.
+            # is cancelled again, and the upstream connection would be left open.
             with anyio.CancelScope(shield=True):
                 await events.aclose()
 
