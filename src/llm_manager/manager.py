@@ -148,6 +148,8 @@ class LLMManager:
             await writer.close()
             if services is not None:
                 await services.budgets.aclose()  # after the writer: settlements first, then leases
+                await services.tokens.aclose()
+                await services.configurations.aclose()
                 await services.tokens.invalidations.aclose()
             await streams.aclose()
             await rates.aclose()

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -54,7 +55,7 @@ async def _call(llm: LLMManager, context: CallContext) -> bool:
 
 async def _window(llm: LLMManager) -> BudgetWindow:
     async with llm.services.database.session() as session:
-        window = await session.scalar(select(BudgetWindow))
+        window: BudgetWindow | None = await session.scalar(select(BudgetWindow))
         assert window is not None
         return window
 
@@ -248,3 +249,26 @@ async def test_two_processes_leasing_together_stay_within_the_budget(
     assert window.spent_usd == ceiling.usd * sum(served) <= limit
     assert sum(served) == calls_in_budget  # nothing held back by the other's lease at the end
     assert (window.reserved_usd, window.reserved_tokens) == (Decimal(0), 0)
+
+
+async def test_a_lease_is_topped_up_before_it_runs_dry(
+    llm: LLMManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls never queue behind a top-up while the budget has room: it happens in the background."""
+    monkeypatch.setattr(budget_leases, "LEASE_CALLS", 8)
+    context, _ = await _setup(llm)
+    await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
+    ledger = llm.budgets.ledger
+    slow_paths = 0
+    reserve_slowly = ledger._reserve_slowly
+
+    async def counting(holds: Any) -> Any:
+        nonlocal slow_paths
+        slow_paths += 1
+        return await reserve_slowly(holds)
+
+    monkeypatch.setattr(ledger, "_reserve_slowly", counting)
+    for _ in range(40):
+        assert await _call(llm, context)
+        await asyncio.sleep(0.01)  # the background top-up gets its turn, as between real requests
+    assert slow_paths == 1  # only the very first call, before any lease existed

@@ -98,6 +98,25 @@ async def test_concurrent_misses_share_one_load() -> None:
     assert loads == 1
 
 
+async def test_an_answer_in_its_second_half_is_reloaded_in_the_background() -> None:
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0])
+    answers = iter([1, 2])
+
+    async def load() -> int:
+        return next(answers)
+
+    assert await cache.get_or_load("a", load) == 1
+    now[0] = 0.6  # still valid, past half its life: served at once, reloaded behind
+    assert await cache.get_or_load("a", load) == 1
+    await cache.aclose()
+    assert cache.get("a") == 2
+    now[0] = 1.5  # the reloaded answer lives a full TTL from its reload
+    assert cache.get("a") == 2
+    now[0] = 1.7
+    assert cache.get("a") is None  # and nothing is served past its TTL
+
+
 async def test_a_failed_load_fails_its_waiters_and_the_next_lookup_loads_again() -> None:
     cache: TtlCache[str, int] = TtlCache(1.0)
     release = asyncio.Event()

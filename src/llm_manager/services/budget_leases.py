@@ -81,6 +81,7 @@ class _Lease:
     """This process's lease on one window: the in-memory half of a `budget_leases` row."""
 
     __slots__ = (
+        "ahead_refused_at",
         "calls",
         "epoch",
         "free_nanos",
@@ -107,6 +108,8 @@ class _Lease:
         self.calls = LEASE_CALLS
         """How many calls like the asking one the next top-up holds room for."""
         self.topped_up_at = -LEASE_GROW_WITHIN
+        self.ahead_refused_at = -LEASE_GROW_WITHIN
+        """When a top-up ahead of need last found no ample room (the budget is nearly spent)."""
 
     def grew(self, usd: int, tokens: int, now: float) -> None:
         """A top-up was granted; a lease that ran dry quickly asks for more next time."""
@@ -120,6 +123,13 @@ class _Lease:
     def fits(self, hold: Hold) -> bool:
         same_rule = hold.budget is self.rule or hold.budget == self.rule  # usually the cached object itself
         return self.free_nanos >= hold.usd_nanos and self.free_tokens >= hold.tokens and same_rule
+
+    def running_low(self, hold: Hold) -> bool:
+        """Less than a quarter of a top-up left: time to top up before calls have to wait for it."""
+        return (
+            self.free_nanos * 4 < hold.usd_nanos * self.calls
+            or self.free_tokens * 4 < hold.tokens * self.calls
+        )
 
     def take(self, hold: Hold, now: float) -> None:
         self.free_nanos -= hold.usd_nanos
@@ -184,6 +194,7 @@ class BudgetLedger:
         """Windows known to exist, so a top-up needs no INSERT first (forgotten on any doubt)."""
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._topping_up: asyncio.Task[None] | None = None
         self._extended_at = 0.0
         self._holder = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
@@ -195,9 +206,37 @@ class BudgetLedger:
         """
         taken = self._take_all(holds)
         if taken is not None:
+            self._top_up_early(taken)
             return Reservation(self, taken)
         async with self._lock:
             return await self._reserve_slowly(holds)
+
+    def _top_up_early(self, taken: Sequence[_Taken]) -> None:
+        """Top leases up in the background while they still have room, so no call waits on the lock."""
+        if self._topping_up is not None and not self._topping_up.done():
+            return
+        now = self._clock()
+        low = [
+            item.hold
+            for item in taken
+            if item.lease.running_low(item.hold) and now - item.lease.ahead_refused_at >= LEASE_GROW_WITHIN
+        ]
+        if low:
+            self._topping_up = asyncio.create_task(self._top_up_ahead(low), name="budget-lease-top-up")
+
+    async def _top_up_ahead(self, holds: Sequence[Hold]) -> None:
+        async with self._lock:
+            wanting = [hold for hold in holds if self._lease_for(hold).running_low(hold)]
+            if not wanting:
+                return
+            try:
+                refused = await self._top_up(wanting, ample_only=True)
+            except Exception:  # the next call that does not fit tops up (and reports) itself
+                logger.warning("topping up a budget lease ahead of time failed", exc_info=True)
+                return
+            if refused is not None:  # nearly spent: calls reserve one by one, no early top-ups for a while
+                for hold in wanting:
+                    self._leases[hold.key].ahead_refused_at = self._clock()
 
     async def _reserve_slowly(self, holds: Sequence[Hold]) -> Reservation | Hold:
         refused: Hold | None = None
@@ -231,6 +270,8 @@ class BudgetLedger:
 
     async def aclose(self) -> None:
         """Give everything back; call after the usage writer has written the last settlements."""
+        if self._topping_up is not None:
+            await asyncio.gather(self._topping_up, return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -292,8 +333,12 @@ class BudgetLedger:
             lease.rule = hold.budget
         return lease
 
-    async def _top_up(self, wanting: Sequence[Hold]) -> Hold | None:
-        """Grow the leases of `wanting` in one transaction; the hold refused (all rolled back) or None."""
+    async def _top_up(self, wanting: Sequence[Hold], *, ample_only: bool = False) -> Hold | None:
+        """Grow the leases of `wanting` in one transaction; the hold refused (all rolled back) or None.
+
+        With `ample_only`, only a lease's worth is tried (a top-up ahead of need); a budget too
+        close to its limit for that is left to the calls themselves, one by one.
+        """
         grants: list[tuple[_Lease, int, int]] = []
         try:
             async with self._database.session() as session:
@@ -305,7 +350,7 @@ class BudgetLedger:
                     lease = self._leases[hold.key]
                     if lease.stored and not await _extend(session, lease, expires):
                         lease.lost()
-                    usd, tokens = await _grant(session, hold, lease)
+                    usd, tokens = await _grant(session, hold, lease, ample_only=ample_only)
                     await _store(session, lease, usd, tokens, expires, self._holder)
                     grants.append((lease, usd, tokens))
         except _RefusedError as refusal:
@@ -481,7 +526,7 @@ class _Settlement:
             await change.write(session)
 
 
-async def _grant(session: AsyncSession, hold: Hold, lease: _Lease) -> tuple[int, int]:
+async def _grant(session: AsyncSession, hold: Hold, lease: _Lease, *, ample_only: bool) -> tuple[int, int]:
     """Reserve a lease's worth on the window if the budget has ample room, else just what the call lacks."""
     lacking = (max(hold.usd_nanos - lease.free_nanos, 0), max(hold.tokens - lease.free_tokens, 0))
     ample = (
@@ -490,7 +535,7 @@ async def _grant(session: AsyncSession, hold: Hold, lease: _Lease) -> tuple[int,
     )
     if await try_reserve(session, hold, ample, room=LEASE_SHARE):
         return ample
-    if await try_reserve(session, hold, lacking, room=1):
+    if not ample_only and await try_reserve(session, hold, lacking, room=1):
         return lacking
     raise _RefusedError(hold)
 

@@ -179,6 +179,7 @@ class BudgetService:
 
     async def aclose(self) -> None:
         """Give back this process's leases; call once the usage writer has written everything."""
+        await self._applicable.aclose()
         await self.ledger.aclose()
 
     async def set(self, spec: BudgetSpec, *, application_id: int | None = None) -> BudgetView:

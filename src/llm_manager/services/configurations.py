@@ -422,6 +422,10 @@ class ConfigurationService:
     def invalidate(self) -> None:
         self._cache.clear()
 
+    async def aclose(self) -> None:
+        """Wait for background reloads of the resolution cache (before the database closes)."""
+        await self._cache.aclose()
+
     async def _resolve_chain(
         self, reference: str | None, *, application_id: int | None
     ) -> list[ResolvedConfiguration]:

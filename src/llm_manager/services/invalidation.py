@@ -37,6 +37,8 @@ class TtlCache(Generic[K, V]):
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
+        """Background reloads in flight (referenced here so they are not collected mid-way)."""
         self.generation = 0
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
@@ -46,7 +48,18 @@ class TtlCache(Generic[K, V]):
         same instant and each ask the database (on SQLite, queueing on its one connection); here
         the first one loads and the others await its answer. A failed load fails its waiters the
         same way; a cancelled one (its caller went away) lets the next waiter load instead.
+
+        An answer read in the second half of its life is reloaded in the background while it is
+        still served, so under steady traffic no request waits for a reload — and nothing is
+        ever served past its TTL.
         """
+        entry = self._entries.get(key)
+        if entry is not None:
+            left = entry[0] - self._clock()
+            if left > 0:
+                if left < self._ttl / 2 and key not in self._loading:
+                    self._refresh_in_background(key, load)
+                return entry[1]
         while True:
             cached = self.get(key)
             if cached is not None:
@@ -60,6 +73,20 @@ class TtlCache(Generic[K, V]):
                 task = asyncio.current_task()
                 if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise
+
+    async def aclose(self) -> None:
+        """Wait for background reloads, so none outlives the database it reads."""
+        if self._refreshing:
+            await asyncio.gather(*self._refreshing, return_exceptions=True)
+
+    def _refresh_in_background(self, key: K, load: Callable[[], Awaitable[V]]) -> None:
+        async def refresh() -> None:
+            with contextlib.suppress(Exception):  # the answer in hand stays; a real miss will report
+                await self._load(key, load)
+
+        task = asyncio.create_task(refresh())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         pending = self._loading[key] = asyncio.get_running_loop().create_future()

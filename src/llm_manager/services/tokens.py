@@ -214,6 +214,10 @@ class TokenService:
         await self.invalidations.publish(TOKENS_TOPIC)  # after the commit: a reload sees the revocation
         return view
 
+    async def aclose(self) -> None:
+        """Wait for background reloads of the principal cache (before the database closes)."""
+        await self._principals.aclose()
+
     async def authenticate(self, secret: str | None) -> Principal:
         """The caller a presented token stands for; every failure is the same 401 to the caller."""
         if not secret or len(secret) > 100 or not _TOKEN.match(secret):
