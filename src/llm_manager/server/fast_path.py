@@ -14,7 +14,8 @@ same in an app built without this dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
@@ -52,8 +53,10 @@ async def _chat_completions(request: Request, body: bytes, llm: LLMManager) -> R
     return await openai_api.chat_completions(parsed, caller, llm, request)
 
 
-ROUTES: dict[tuple[str, str], Endpoint] = {("POST", "/v1/chat/completions"): _chat_completions}
-"""(method, path) → how to answer it. A constant table: nothing adds to it at run time."""
+ROUTES: Mapping[tuple[str, str], Endpoint] = MappingProxyType(
+    {("POST", "/v1/chat/completions"): _chat_completions}
+)
+"""(method, path) → how to answer it; read-only."""
 
 
 class FastRoutes:
