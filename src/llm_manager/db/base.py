@@ -59,6 +59,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def usd_to_nanos(amount: Decimal) -> int:
+    """US dollars as integer nano-dollars, the unit every stored amount uses."""
+    return int((Decimal(amount) * _NANOS_PER_USD).to_integral_value())
+
+
+def nanos_to_usd(nanos: int) -> Decimal:
+    return Decimal(nanos) / _NANOS_PER_USD
+
+
 class Money(TypeDecorator[Decimal]):
     """USD amounts stored as integer nano-dollars: exact sums in SQL on SQLite and PostgreSQL alike."""
 
@@ -66,11 +75,7 @@ class Money(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
-        return int((Decimal(value) * _NANOS_PER_USD).to_integral_value())
+        return None if value is None else usd_to_nanos(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(int(value)) / _NANOS_PER_USD
+        return None if value is None else nanos_to_usd(int(value))

@@ -18,12 +18,12 @@ from functools import cached_property
 from sqlalchemy import BigInteger, ColumnElement, and_, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_manager.db.base import nanos_to_usd, usd_to_nanos
 from llm_manager.db.session import conflict_insert
 from llm_manager.db.tables import Budget, BudgetEvent, BudgetWindow
 
 THRESHOLDS = (50, 80, 100)
 _EPOCH = date(1970, 1, 1)
-_NANOS = Decimal(1_000_000_000)
 
 WindowKey = tuple[int, date]
 """(budget id, window start)."""
@@ -106,7 +106,7 @@ def resets_at(period: str, start: date) -> datetime | None:
 
 
 def nanos(amount: Decimal | None) -> int:
-    return int((Decimal(amount or 0) * _NANOS).to_integral_value())
+    return usd_to_nanos(amount) if amount else 0
 
 
 @dataclass(kw_only=True)
@@ -203,7 +203,7 @@ async def _record_alerts(session: AsyncSession, hold: Hold, *, spent_nanos: int,
             "budget_id": budget.id,
             "window_start": hold.start,
             "threshold": threshold,
-            "spent_usd": Decimal(spent_nanos) / _NANOS,
+            "spent_usd": nanos_to_usd(spent_nanos),
             "spent_tokens": spent_tokens,
         }
         for threshold in reached

@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import BigInteger, ColumnElement, Label, Row, Select, func, select, type_coerce
 
+from llm_manager.db.base import nanos_to_usd
 from llm_manager.db.session import Database
 from llm_manager.db.tables import Application, LLMConfiguration, UsageDaily, UsageLatencyDaily
 from llm_manager.errors import InvalidInputError
@@ -36,7 +37,6 @@ MAX_DAILY_ROWS = 100_000
 MAX_RANGE_DAYS = 3660
 DASHBOARD_DAYS = 30
 TOP = 10
-_NANOS_PER_USD = Decimal(1_000_000_000)
 _COUNTERS = (
     "requests",
     "errors",
@@ -404,7 +404,7 @@ def _as_integer(name: str) -> ColumnElement[int]:
 
 def _totals(row: Row[Any]) -> dict[str, Any]:
     values: dict[str, Any] = {name: int(getattr(row, name)) for name in _COUNTERS}
-    values["cost"] = Decimal(values["cost"]) / _NANOS_PER_USD
+    values["cost"] = nanos_to_usd(values["cost"])
     return values
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, case, delete, func, select, type_coerce, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_manager.db.base import utcnow
+from llm_manager.db.base import nanos_to_usd, utcnow
 from llm_manager.db.session import Database, conflict_insert
 from llm_manager.db.tables import (
     LLMConfiguration,
@@ -296,7 +296,7 @@ class TemplateService:
                 errors=int(row[2] or 0),
                 prompt_tokens=int(row[3]),
                 completion_tokens=int(row[4]),
-                cost=Decimal(int(row[5])) / Decimal(1_000_000_000),
+                cost=nanos_to_usd(int(row[5])),
                 avg_latency_ms=float(row[6]) if row[6] is not None else None,
             )
             for row in rows
