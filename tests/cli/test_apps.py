@@ -134,7 +134,7 @@ def test_serve_passes_its_options_to_uvicorn(
     cli("serve", "--workers", "4", "--graceful-timeout", "5", "--port", "9000")
 
     [(default_args, defaults), (_, chosen)] = calls
-    assert default_args == ("llm_manager.server.app:create_app",)
+    assert default_args == ("llm_manager.server.app:serve_app",)
     assert defaults["factory"] is True
     assert (defaults["workers"], defaults["timeout_graceful_shutdown"]) == (1, 30)
     assert (defaults["loop"], defaults["http"]) == ("uvloop", "httptools")

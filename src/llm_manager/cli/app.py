@@ -152,7 +152,7 @@ def serve(
 ) -> None:
     """Run the HTTP server (migrates the database first)."""
     uvicorn.run(
-        "llm_manager.server.app:create_app",
+        "llm_manager.server.app:serve_app",
         factory=True,
         host=host,
         port=port,

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_manager.errors import InvalidInputError, LLMManagerError
@@ -30,6 +30,7 @@ from llm_manager.providers._wire import encode_base64_floats
 from llm_manager.server.auth import InferenceCaller, authorize_configuration
 from llm_manager.server.deps import SSE_HEADERS, Manager
 from llm_manager.server.errors import classify, error_response
+from llm_manager.server.event_stream import EventStreamResponse
 from llm_manager.server.lifecycle import Lifecycle, ShuttingDownError
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
@@ -156,10 +157,10 @@ def _streamed(
     first: StreamEvent | None,
     request: Request,
     headers: dict[str, str],
-) -> StreamingResponse:
+) -> EventStreamResponse:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunks = _ChunkWriter(stream.log_id, body.model)
-    return StreamingResponse(
+    return EventStreamResponse(
         _sse(stream, first, chunks, include_usage, request.app.state.metrics, request.app.state.lifecycle),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, **headers},

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import anyio
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_manager.errors import (
@@ -35,6 +34,7 @@ from llm_manager.errors import (
 from llm_manager.manager import LLMManager, to_messages
 from llm_manager.server.auth import InferenceCaller, authorize_configuration, presented_token
 from llm_manager.server.deps import SSE_HEADERS, Manager
+from llm_manager.server.event_stream import EventStreamResponse
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
@@ -85,7 +85,7 @@ class CreatedStream(BaseModel):
 @router.post(
     "/stream",
     summary="Stream a call; the response is the event stream",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def stream_now(
@@ -100,7 +100,7 @@ async def stream_now(
     await board.claim(stream_id)  # registered as running here, cancellable from any process
     events = _events(stream, first, stream_id, llm, request)
     headers = {**SSE_HEADERS, "x-llm-manager-stream-id": stream_id, "x-llm-manager-log-id": stream.log_id}
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return EventStreamResponse(events, media_type="text/event-stream", headers=headers)
 
 
 @router.post("/streams", status_code=201, summary="Create a stream to attach an EventSource to")
@@ -122,7 +122,7 @@ async def create_stream(body: StreamRequest, caller: InferenceCaller, llm: Manag
 @router.get(
     "/streams/{stream_id}/events",
     summary="Attach to a created stream (its creator only) and receive its events",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def attach(
@@ -136,7 +136,7 @@ async def attach(
     if pending is None:
         raise NotFoundError(f"stream {stream_id!r} not found, expired or already attached")
     events = _attached_events(pending, llm, request)
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post(

@@ -482,7 +482,7 @@ class _IdleWatchdog:
 
     def waiting(self) -> None:
         """The relay starts waiting for the next upstream event in the current task."""
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(self._loop)  # with the loop: no getpid() system call
         self._since = self._loop.time()
         if self._timer is None:
             self._timer = self._loop.call_at(self._since + self._timeout, self._check)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm_manager.errors import InvalidInputError, NotFoundError
@@ -29,6 +29,7 @@ from llm_manager.manager import LLMManager
 from llm_manager.server.admin._pages import PageRenderer
 from llm_manager.server.admin._session import Needs
 from llm_manager.server.deps import SSE_HEADERS, Manager
+from llm_manager.server.event_stream import EventStreamResponse
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.server.streams import error_event, relay_when_started
@@ -135,7 +136,7 @@ async def events(stream_id: str, request: Request, user: Tester, llm: Manager) -
     pending = await board.claim(stream_id)
     if pending is None:
         raise NotFoundError("the console stream has expired or is already running")
-    return StreamingResponse(
+    return EventStreamResponse(
         _ConsoleRun(pending, user, llm, request).events(), media_type="text/event-stream", headers=SSE_HEADERS
     )
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from llm_manager.errors import (
     GuardRefusedError,
@@ -37,6 +37,7 @@ from llm_manager.manager import LLMManager
 from llm_manager.server.admin._conversations import BASE, Chatter, owner, render_exchange
 from llm_manager.server.admin._pages import PageRenderer, redirect
 from llm_manager.server.deps import SSE_HEADERS, Manager
+from llm_manager.server.event_stream import EventStreamResponse
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.server.streams import error_event, relay_when_started
@@ -123,7 +124,7 @@ async def events(
     if pending is None or pending.request.get("conversation_id") != conversation_id:
         raise NotFoundError("the reply stream has expired or is already running")
     run = _ReplyRun(pending, user, llm, request)
-    return StreamingResponse(run.events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(run.events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post(f"{BASE}/{{conversation_id}}/cancel", status_code=202)

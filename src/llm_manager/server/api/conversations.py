@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 import anyio
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from llm_manager.errors import ConflictError, PermissionDeniedError
 from llm_manager.manager import LLMManager
@@ -40,6 +39,7 @@ from llm_manager.server.api.conversation_schemas import (
 )
 from llm_manager.server.auth import authorize_configuration, presented_token
 from llm_manager.server.deps import SSE_HEADERS, Manager
+from llm_manager.server.event_stream import EventStreamResponse
 from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.server.streams import first_unless_cancelled, pump_events
@@ -247,7 +247,7 @@ async def _streamed(stream: ReplyStream, llm: LLMManager, request: Request) -> R
         "x-llm-manager-log-id": stream.log_id,
     }
     events = _events(stream, first, cancelled, llm, request)
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return EventStreamResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def _events(
