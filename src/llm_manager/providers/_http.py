@@ -24,9 +24,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
-import aiohttp
+from llm_manager._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_import("aiohttp")  # loaded by the first upstream call: see llm_manager._lazy
 
 Headers = Mapping[str, str]
 _BOM = b"\xef\xbb\xbf"

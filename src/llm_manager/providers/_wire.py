@@ -16,11 +16,11 @@ import struct
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
+from llm_manager._lazy import lazy_import
 from llm_manager.errors import (
     AuthenticationError,
     BadRequestError,
@@ -42,6 +42,11 @@ from llm_manager.providers._http import (
     first_chunk,
 )
 from llm_manager.providers._http import HttpTimeouts as HttpTimeouts
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_import("aiohttp")  # see llm_manager._lazy
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{3,}|sk_[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+)")
 _CONTEXT_HINTS = (

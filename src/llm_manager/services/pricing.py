@@ -11,11 +11,17 @@ import functools
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price
-
+from llm_manager._lazy import lazy_import
 from llm_manager.types import Usage
+
+if TYPE_CHECKING:
+    import genai_prices
+else:
+    genai_prices = lazy_import(
+        "genai_prices"
+    )  # its table loads on the first table price: see llm_manager._lazy
 
 _MILLION = Decimal(1_000_000)
 _TABLE_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "openrouter": "openrouter"}
@@ -82,13 +88,13 @@ def _table_cost(provider: str, model: str, usage: Usage) -> Decimal | None:
     provider_id = _TABLE_PROVIDER_IDS.get(provider)
     if provider_id is None or not _known_model(provider, model):
         return None
-    price_usage = PriceUsage(
+    price_usage = genai_prices.Usage(
         input_tokens=usage.prompt_tokens,
         cache_read_tokens=usage.cached_tokens,
         cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.completion_tokens,
     )
-    return Decimal(calc_price(price_usage, model_ref=model, provider_id=provider_id).total_price)
+    return Decimal(genai_prices.calc_price(price_usage, model_ref=model, provider_id=provider_id).total_price)
 
 
 @functools.cache
@@ -112,7 +118,9 @@ def _context_window_or_missing(provider: str, model: str) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            calculation = calc_price(PriceUsage(input_tokens=1), model_ref=model, provider_id=provider_id)
+            calculation = genai_prices.calc_price(
+                genai_prices.Usage(input_tokens=1), model_ref=model, provider_id=provider_id
+            )
     except LookupError:
         return _MISSING
     return calculation.model.context_window
