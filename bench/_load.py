@@ -187,16 +187,21 @@ class LoadResult:
 
 
 async def closed_loop(
-    target: Target, concurrency: int, duration: float, *, limit_s: float = 30.0
+    target: Target, concurrency: int, duration: float, *, limit_s: float = 30.0, spread_s: float = 0.0
 ) -> LoadResult:
     """`concurrency` clients, each sending its next request as soon as the last one ended, for
-    `duration` seconds; requests in flight at the deadline are waited for and counted."""
+    `duration` seconds; requests in flight at the deadline are waited for and counted.
+
+    With `spread_s`, client `i` sends its first request `i / concurrency * spread_s` seconds in,
+    so that first requests arrive evenly over that time instead of in one burst.
+    """
     clients = [Client(target, limit_s) for _ in range(concurrency)]
     replies: list[Reply] = []
     started = time.perf_counter_ns()
     deadline = started + int(duration * 1e9)
 
-    async def worker(client: Client) -> None:
+    async def worker(client: Client, delay: float) -> None:
+        await asyncio.sleep(delay)
         sequence = 0
         while time.perf_counter_ns() < deadline:
             reply = await client.call()
@@ -205,7 +210,9 @@ async def closed_loop(
             sequence += 1
 
     try:
-        await asyncio.gather(*(worker(client) for client in clients))
+        await asyncio.gather(
+            *(worker(client, index / concurrency * spread_s) for index, client in enumerate(clients))
+        )
     finally:
         for client in clients:
             client.close()

@@ -2,7 +2,7 @@
 
 - `Server`: a process started in its own session (so its whole tree can be signalled by its id),
   pinned to a set of cores before it executes, its output sent to a log file;
-- `llm_manager_setup` / `start_llm_manager`: our server in a data directory of its own, set up
+- `compile_llm_manager` / `llm_manager_setup` / `start_llm_manager`: our server in a data directory of its own, set up
   through the CLI exactly as an operator would (configuration, application, token, budget);
 - `ensure_litellm` / `litellm_files` / `start_litellm`: the LiteLLM proxy, pinned to a version and
   installed from PyPI into a virtual environment of its own, run without a database.
@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import compileall
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -179,6 +181,21 @@ def _rss_kib(pid: int) -> int:
 def llm_manager_env(data_dir: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LLM_MANAGER_")}
     return env | {"LLM_MANAGER_DATA_DIR": str(data_dir), "MOCK_API_KEY": MOCK_API_KEY}
+
+
+def compile_llm_manager() -> None:
+    """Write llm-manager's bytecode, as installing its wheel does.
+
+    The development install is editable: its modules are compiled at import, and with
+    `PYTHONDONTWRITEBYTECODE` set (as on many CI machines and containers) at every start, which
+    is not what a deployed server does. LiteLLM, installed from its wheel, starts from bytecode.
+    """
+    spec = importlib.util.find_spec("llm_manager")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llm_manager is not installed in this environment")
+    for location in spec.submodule_search_locations:
+        if not compileall.compile_dir(location, quiet=1):
+            raise RuntimeError(f"compiling {location} failed")
 
 
 def llm_manager_setup(data_dir: Path, models: dict[str, str]) -> str:

@@ -11,10 +11,12 @@ serve --workers 1`) and the LiteLLM proxy (`--num_workers 1`, a pinned version i
 - B2 throughput: the most requests per second at 100 % success with a 50 ms upstream, ramping
   the number of clients, each sending its next request as soon as the last one ended;
 - B3 streaming: added time to first token one at a time, then concurrent 50-chunk streams
-  (a chunk every 20 ms) ramped until a stall: the 99th percentile wait for the first chunk or
-  between two chunks exceeds five times the mock's gap, or a stream fails;
+  (a chunk every 20 ms, the clients' first streams spread over one stream's length) ramped until
+  a stall: the 99th percentile wait for the first chunk or between two chunks exceeds five times
+  the mock's gap, or a stream fails;
 - B8 start-up: seconds from process creation until the health endpoint answers 200, and the
-  resident memory (VmRSS of the process tree) once started.
+  resident memory (VmRSS of the process tree) once started; both start from bytecode, as
+  installed from a wheel (`compile_llm_manager`).
 
 With two cores, the mock and the load generator share core 0 and the gateway under test has core
 1 to itself; the gateway not being measured is stopped (SIGSTOP) during the throughput ramps.
@@ -57,6 +59,7 @@ from _servers import (
     MOCK_API_KEY,
     Server,
     can_pin,
+    compile_llm_manager,
     ensure_litellm,
     free_port,
     litellm_files,
@@ -73,6 +76,7 @@ LOAD_CORE, GATEWAY_CORE = 0, 1
 FAST_CHUNKS = 8
 B2_DELAY_MS = 50
 STREAM_CHUNKS, STREAM_GAP_MS = 50, 20
+STREAM_SECONDS = STREAM_CHUNKS * STREAM_GAP_MS / 1000
 STALL_FACTOR = 5
 SCENARIOS = {
     "mock": (0, FAST_CHUNKS, 0),  # B1 and B3 time to first token: no delay, no gap
@@ -223,8 +227,10 @@ async def streams_phase(gateway: Gateway, plan: Plan) -> list[dict[str, Any]]:
     """B3: concurrent streams, ramped until the first stall.
 
     A stall is any failed stream, or a 99th percentile wait above `STALL_FACTOR` × the mock's gap
-    between two chunks, or for the first chunk. Each client's first stream is left out of the
-    first-chunk figures: all clients open theirs at the same instant, a burst no real traffic has.
+    between two chunks, or for the first chunk. The clients' first streams start spread evenly
+    over one stream's length, as users arrive: every stream lasts the same second, so clients
+    started in the same instant would stay in step for the whole run, and each level would measure
+    one burst of N simultaneous starts, repeated every second, rather than N streams open at once.
     """
     target = gateway.target("mock-stream", stream=True)
     check = check_stream(content_text(STREAM_CHUNKS))
@@ -233,13 +239,13 @@ async def streams_phase(gateway: Gateway, plan: Plan) -> list[dict[str, Any]]:
     for concurrency in plan.b3_levels:
         cpu = gateway.cpu_seconds()
         load = await closed_loop(
-            target, concurrency, max(plan.seconds, 3 * STREAM_CHUNKS * STREAM_GAP_MS / 1000)
+            target, concurrency, max(plan.seconds, 3 * STREAM_SECONDS), spread_s=STREAM_SECONDS
         )
         cpu = gateway.cpu_seconds() - cpu
         gateway.count(load.replies)
         problems = failures(load.replies, check)
         gaps = [gap for reply in load.replies for gap in reply.gaps_ns()]
-        ttfts = [reply.ttft_ns for reply in load.replies if reply.ttft_ns is not None and reply.sequence > 0]
+        ttfts = [reply.ttft_ns for reply in load.replies if reply.ttft_ns is not None]
         gap_p99, ttft_p99 = percentile_ms(gaps, 99), percentile_ms(ttfts, 99)
         stalled = bool(problems) or not (gap_p99 <= threshold_ms and ttft_p99 <= threshold_ms)
         levels.append(
@@ -329,6 +335,7 @@ def bench(plan: Plan, *, with_litellm: bool, workdir: Path, log: Callable[[str],
         ours_dir = workdir / "llm-manager"
         ours_dir.mkdir()
         token = llm_manager_setup(ours_dir, models)
+        compile_llm_manager()
         ours_port = free_port()
         log(f"B8: starting llm-manager {plan.starts}×")
         server, report["b8"][OURS] = cold_start(
