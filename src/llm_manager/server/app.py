@@ -78,9 +78,9 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
 def serve_app() -> FastAPI:
     """What `llm-manager serve` runs: the app, with its start-up heap frozen once started.
 
-    After start-up the process holds a million or so long-lived objects (modules, models, tables,
-    routes). The cyclic garbage collector's oldest generation walks all of them on every full
-    collection, a pause of tens of milliseconds that lands on whatever streams are open;
-    `gc.freeze()` moves them out of its sight, so collections only walk what requests allocate.
+    After start-up the process holds about 170,000 long-lived objects (modules, models, tables,
+    routes). The cyclic garbage collector walks all of them on every full collection, a pause of
+    about 100 ms (measured here) that lands on every open stream; `gc.freeze()` moves them out of
+    its sight, so collections only walk what requests allocate.
     """
     return create_app(freeze_heap=True)
