@@ -270,5 +270,8 @@ async def test_a_lease_is_topped_up_before_it_runs_dry(
     monkeypatch.setattr(ledger, "_reserve_slowly", counting)
     for _ in range(40):
         assert await _call(llm, context)
-        await asyncio.sleep(0.01)  # the background top-up gets its turn, as between real requests
+        # Real requests leave the background top-up time to finish; a fixed sleep here did not,
+        # on a slow machine against PostgreSQL. Wait for it (a call never awaits it).
+        if (topping_up := ledger._topping_up) is not None:
+            await topping_up
     assert slow_paths == 1  # only the very first call, before any lease existed
