@@ -167,6 +167,20 @@ async def test_a_read_timeout_is_an_upstream_timeout(upstream: FakeUpstream, rep
                 await collect(_wire.iter_sse(response))
 
 
+async def test_a_watched_stream_leaves_the_silences_to_its_caller(upstream: FakeUpstream) -> None:
+    # The adapters' streamed calls: the pipeline's idle watchdog bounds them, not a read timer
+    # re-armed on every chunk.
+    upstream.add("POST", "/slow", Reply.sse([b"data: 1\n\n", b"data: late\n\n"], chunk_delay=0.4))
+
+    async with (
+        UpstreamClient(HttpTimeouts(read=0.2)) as http,
+        http.stream("POST", f"{upstream.url}/slow", content=b"{}", watched=True) as response,
+    ):
+        events = await collect(_wire.iter_sse(response))
+
+    assert [data for _event, data in events] == ["1", "late"]
+
+
 async def test_a_callers_own_timeout_is_not_the_upstreams(
     upstream: FakeUpstream, http: UpstreamClient
 ) -> None:

@@ -15,6 +15,10 @@ How `HttpTimeouts` maps onto aiohttp's `ClientTimeout`:
 - no `total`: a stream lasts as long as the model writes; the pipeline's first-byte and idle
   timeouts bound a call as a whole.
 
+A `watched` stream (`UpstreamClient.stream(..., watched=True)`, what the adapters' streamed calls
+use) has no `sock_read`: the pipeline's idle watchdog already bounds its silences, and aiohttp
+re-arms its read timer, a new event-loop timer, for every chunk it receives.
+
 aiohttp has no write timeout. Request bodies are small, and a request stuck while being sent is
 bounded by the pipeline's first-byte timeout, which runs from before the request goes out.
 """
@@ -192,6 +196,8 @@ class UpstreamClient:
         self._timeouts = timeouts or HttpTimeouts()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._watched_timeout: aiohttp.ClientTimeout | None = None
+        """The session's timeouts without `sock_read`; set with the session."""
         self._closed = False
 
     def stream(
@@ -202,10 +208,15 @@ class UpstreamClient:
         content: bytes | None = None,
         headers: Headers | None = None,
         params: Mapping[str, str] | None = None,
+        watched: bool = False,
     ) -> _StreamContext:
-        """`async with client.stream(...) as response`: the body is read by the caller."""
+        """`async with client.stream(...) as response`: the body is read by the caller.
+
+        `watched`: the caller bounds the silences between chunks itself, so no read timeout runs.
+        """
         session = self._session or self._open_session()
-        return _StreamContext(session, method, url, content, headers, params)
+        timeout = self._watched_timeout if watched and self._watched_timeout else session.timeout
+        return _StreamContext(session, method, url, content, headers, params, timeout)
 
     async def request(
         self,
@@ -250,14 +261,18 @@ class UpstreamClient:
         if self._closed:
             raise RuntimeError("the upstream HTTP client has been closed")
         timeouts = self._timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.pool + timeouts.connect,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
+        )
+        self._watched_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout.connect, sock_connect=timeout.sock_connect, sock_read=None
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=timeouts.pool + timeouts.connect,
-                sock_connect=timeouts.connect,
-                sock_read=timeouts.read,
-            ),
+            timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
             raise_for_status=False,
@@ -269,7 +284,7 @@ class UpstreamClient:
 class _StreamContext:
     """Sends the request on entry; on exit gives back or drops the connection (see `close`)."""
 
-    __slots__ = ("_content", "_headers", "_method", "_params", "_response", "_session", "_url")
+    __slots__ = ("_content", "_headers", "_method", "_params", "_response", "_session", "_timeout", "_url")
 
     def __init__(
         self,
@@ -279,6 +294,7 @@ class _StreamContext:
         content: bytes | None,
         headers: Headers | None,
         params: Mapping[str, str] | None,
+        timeout: aiohttp.ClientTimeout,
     ) -> None:
         self._session = session
         self._method = method
@@ -286,6 +302,7 @@ class _StreamContext:
         self._content = content
         self._headers = headers
         self._params = params
+        self._timeout = timeout
         self._response: UpstreamResponse | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
@@ -296,6 +313,7 @@ class _StreamContext:
             headers=self._headers,
             params=self._params,
             allow_redirects=False,
+            timeout=self._timeout,
         )
         self._response = UpstreamResponse(response)
         return self._response

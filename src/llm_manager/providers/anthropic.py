@@ -59,6 +59,7 @@ class AnthropicProvider(Provider):
                 self._url("/v1/messages"),
                 headers=self._headers(),
                 content=_wire.dumps(request_body(request, stream=True)),
+                watched=True,
             ) as response:
                 await self._raise_for_status(response)
                 async with aclosing(self._decode(response)) as events:

@@ -51,6 +51,7 @@ class OllamaProvider(Provider):
                 self._url("/api/chat"),
                 headers=self._headers(),
                 content=_wire.dumps(request_body(request, stream=True)),
+                watched=True,
             ) as response:
                 await self._raise_for_status(response)
                 async with aclosing(self._decode(response)) as events:

@@ -96,7 +96,9 @@ class OpenAIProvider(Provider):
         url = f"{self.base_url}/chat/completions"
         content = _wire.dumps(self.request_body(request, stream=True))
         with _wire.transport_errors(self.name, self.connection.secrets()):
-            async with self.http.stream("POST", url, content=content, headers=self.headers()) as response:
+            async with self.http.stream(
+                "POST", url, content=content, headers=self.headers(), watched=True
+            ) as response:
                 if not response.is_success:
                     await response.aread()
                     raise self.http_error(response)

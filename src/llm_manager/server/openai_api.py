@@ -405,6 +405,7 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     """Relay the stream; a client that goes away closes it, and the call is accounted `cancelled`."""
     finished = False
+    events = aiter(stream)
     with metrics.stream_opened("openai"):
         try:
             yield chunks.role
@@ -419,7 +420,7 @@ async def _sse(
                     yield chunks.finish(event.reason)
                 if lifecycle.stopping.is_set():
                     raise ShuttingDownError("the server is shutting down; the partial reply was saved")
-                event = await anext(stream, None)
+                event = await anext(events, None)
             result = stream.result
             if not finished:
                 yield chunks.finish(result.finish_reason if result and result.finish_reason else "stop")

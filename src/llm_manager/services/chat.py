@@ -68,8 +68,9 @@ class ChatStream:
         self._events = events
         self._outcome = outcome
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncGenerator[StreamEvent, None]:
+        """The events themselves: `async for` then resumes one generator per event, not two."""
+        return self._events
 
     async def __anext__(self) -> StreamEvent:
         return await self._events.__anext__()
@@ -184,9 +185,26 @@ class ChatService:
                     admission = None
                     continue
                 outcome.error = None
-                async with contextlib.aclosing(self._relay(outcome, events, first)) as relayed:
-                    async for event in relayed:
+                # The relay, inlined: every event passes through here, so one generator fewer per event.
+                watchdog = _IdleWatchdog(self._idle_timeout)
+                try:
+                    event = first
+                    while event is not None:
+                        outcome.builder.add(event)
                         yield event
+                        watchdog.waiting()
+                        try:
+                            event = await anext(events, None)
+                        except asyncio.CancelledError:
+                            watchdog.raise_if_expired(outcome)
+                            raise
+                        watchdog.relaying()
+                finally:
+                    watchdog.close()
+                    # Shielded: under a cancelled anyio scope (a server whose client hung up) every
+                    # await is cancelled again, and the upstream connection would be left open.
+                    with anyio.CancelScope(shield=True):
+                        await events.aclose()
                 await self._account(outcome, admission)
                 return
             raise _final_error(outcome)
@@ -194,39 +212,6 @@ class ChatService:
             if outcome.result is None:
                 await self._account_failure(outcome, error, admission)
             raise
-
-    async def _relay(
-        self, outcome: CallOutcome, events: AsyncGenerator[StreamEvent, None], first: StreamEvent | None
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """Pass events on, enforcing the idle timeout; always closes the upstream stream."""
-        watchdog = _IdleWatchdog(self._idle_timeout)
-        try:
-            if first is None:
-                return
-            outcome.builder.add(first)
-            yield first
-            while True:
-                watchdog.waiting()
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    if not watchdog.expired():
-                        raise
-                    raise UpstreamTimeoutError(
-                        f"stream idle for more than {self._idle_timeout:g}s",
-                        provider=outcome.configuration.provider if outcome.configuration else "",
-                    ) from None
-                watchdog.relaying()
-                outcome.builder.add(event)
-                yield event
-        finally:
-            watchdog.close()
-            # Shielded: under a cancelled anyio scope (a server whose client hung up) every await
-            # is cancelled again, and the upstream connection would be left open.
-            with anyio.CancelScope(shield=True):
-                await events.aclose()
 
     async def _open_stream(
         self, outcome: CallOutcome
@@ -490,9 +475,14 @@ class _IdleWatchdog:
     def relaying(self) -> None:
         self._since = None
 
-    def expired(self) -> bool:
-        """Whether a cancellation caught while waiting was this timeout's (and only its)."""
-        return self._fired and self._task is not None and self._task.uncancel() == 0
+    def raise_if_expired(self, outcome: CallOutcome) -> None:
+        """Turn a cancellation caught while waiting into the timeout, if it was this timeout's
+        (and only its); any other cancellation is left for the caller to re-raise."""
+        if self._fired and self._task is not None and self._task.uncancel() == 0:
+            raise UpstreamTimeoutError(
+                f"stream idle for more than {self._timeout:g}s",
+                provider=outcome.configuration.provider if outcome.configuration else "",
+            ) from None
 
     def close(self) -> None:
         if self._timer is not None:
