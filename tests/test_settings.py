@@ -26,6 +26,7 @@ def test_defaults_put_sqlite_in_the_data_dir(tmp_path: Path, monkeypatch: pytest
         ("LLM_MANAGER_IDLE_TIMEOUT", "-1", "IDLE_TIMEOUT"),
         ("LLM_MANAGER_MAX_RETRIES", "100", "MAX_RETRIES"),
         ("LLM_MANAGER_USAGE_QUEUE_SIZE", "0", "USAGE_QUEUE_SIZE"),
+        ("LLM_MANAGER_UPSTREAM_MAX_CONNECTIONS", "0", "UPSTREAM_MAX_CONNECTIONS"),
     ],
 )
 def test_unsafe_values_are_refused_by_name(

@@ -117,7 +117,9 @@ class LLMManager:
         if settings.is_sqlite:
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = Database(settings.database_url)
-        http = new_http_client(HttpTimeouts(connect=settings.connect_timeout))
+        http = new_http_client(
+            HttpTimeouts(connect=settings.connect_timeout), max_connections=settings.upstream_max_connections
+        )
         writer = UsageWriter(
             database,
             max_queue=settings.usage_queue_size,

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     """Seconds of silence after which a native SSE stream sends a comment, keeping proxies open."""
 
     connect_timeout: PositiveSeconds = 10.0
+    upstream_max_connections: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Upstream connections one process keeps open at once, across providers: a streamed call
+    holds one for its whole length, so this bounds the concurrent calls a process can relay."""
     first_byte_timeout: PositiveSeconds = 120.0
     """How long a call may wait for its first event (reasoning models think before they speak)."""
     idle_timeout: PositiveSeconds = 120.0

@@ -179,3 +179,21 @@ def test_the_server_process_does_not_load_httpx() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection(
+    counting_upstream: CountingUpstream,
+) -> None:
+    counting_upstream.add("POST", "/sse", Reply.sse([b"data: 1\n\n", b"data: 2\n\n"], chunk_delay=0.2))
+    opened: list[float] = []
+
+    async def call(http: UpstreamClient) -> None:
+        async with http.stream("POST", f"{counting_upstream.url}/sse", content=b"{}") as response:
+            opened.append(asyncio.get_running_loop().time())
+            await response.aread()
+
+    async with UpstreamClient(max_connections=1) as http:
+        await asyncio.gather(call(http), call(http))
+
+    assert counting_upstream.connections == 1  # the second call reused the first one's connection
+    assert opened[1] - opened[0] >= 0.15  # ...once the first stream had ended

@@ -192,7 +192,7 @@ class UpstreamClient:
     another caller's requests), and decodes gzip and deflate bodies.
     """
 
-    def __init__(self, timeouts: HttpTimeouts | None = None, *, max_connections: int = 200) -> None:
+    def __init__(self, timeouts: HttpTimeouts | None = None, *, max_connections: int = 1000) -> None:
         self._timeouts = timeouts or HttpTimeouts()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None

@@ -60,7 +60,7 @@ _CONTEXT_HINTS = (
 _ERROR_MESSAGE_LIMIT = 500
 
 
-def new_http_client(timeouts: HttpTimeouts | None = None, *, max_connections: int = 200) -> UpstreamClient:
+def new_http_client(timeouts: HttpTimeouts | None = None, *, max_connections: int = 1000) -> UpstreamClient:
     """The one pooled client all adapters share; first-byte and idle limits live in the pipeline."""
     return UpstreamClient(timeouts, max_connections=max_connections)
 
