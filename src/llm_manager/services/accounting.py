@@ -13,24 +13,40 @@ call's usage row and its settlement together.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Insert, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import Base, new_id, utcnow
-from llm_manager.db.session import Database, conflict_insert
+from llm_manager.db.session import Database, counting_upsert
 from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
 from llm_manager.services.latency import upsert_latency_rollups
 
 logger = logging.getLogger(__name__)
 _ROLLUP_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
+_ROLLUP_COUNTERS = (
+    "requests",
+    "errors",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+    "unpriced_requests",
+    "estimated_requests",
+    "latency_ms_sum",
+    "ttft_ms_sum",
+    "ttft_count",
+)
 _RETRY_DELAY = 0.5
 USER_ID_LENGTH = 100
 CONVERSATION_ID_LENGTH = 64
@@ -85,6 +101,8 @@ class MetricRecord:
 
 _USAGE_COLUMNS = tuple(column.name for column in fields(UsageRecord))
 _METRIC_COLUMNS = tuple(column.name for column in fields(MetricRecord))
+_usage_values = operator.attrgetter(*_USAGE_COLUMNS)
+_metric_values = operator.attrgetter(*_METRIC_COLUMNS)
 _INSERT_SLICE = 50
 
 
@@ -260,41 +278,46 @@ def _clip(value: str | None, limit: int) -> str | None:
 async def write_batch(database: Database, batch: Sequence[Record]) -> None:
     """Insert the batch's usage rows, upsert their rollups, insert metrics and run the deferred
     writes, in one transaction."""
-    usage = [_row(record, _USAGE_COLUMNS) for record in batch if isinstance(record, UsageRecord)]
-    metrics = [_row(record, _METRIC_COLUMNS) for record in batch if isinstance(record, MetricRecord)]
+    usage = [
+        dict(zip(_USAGE_COLUMNS, _usage_values(record), strict=True))
+        for record in batch
+        if isinstance(record, UsageRecord)
+    ]
+    metrics = [
+        dict(zip(_METRIC_COLUMNS, _metric_values(record), strict=True))
+        for record in batch
+        if isinstance(record, MetricRecord)
+    ]
     deferred: dict[type[DeferredWrite], list[DeferredWrite]] = {}
     for record in batch:
         if not isinstance(record, UsageRecord | MetricRecord):
             deferred.setdefault(type(record), []).append(record)
     async with database.session() as session:
         if usage:
-            await _insert_in_slices(session, _table(UsageLog), usage)
+            await _insert_in_slices(session, _insert(UsageLog), usage)
             await _upsert_rollups(session, usage)
             await upsert_latency_rollups(session, usage)
         if metrics:
-            await session.execute(insert(_table(CustomMetric)), metrics)
+            await session.execute(_insert(CustomMetric), metrics)
         for kind, writes in deferred.items():
             await kind.write_all(session, writes)
 
 
-def _table(model: type[Base]) -> Table:
-    """A mapped class's Core table: a Core INSERT skips the ORM's per-row bulk bookkeeping."""
-    return model.metadata.tables[str(model.__tablename__)]
+@functools.cache
+def _insert(model: type[Base]) -> Insert:
+    """A Core INSERT into a mapped class's table, built once: a Core INSERT skips the ORM's per-row
+    bulk bookkeeping, and reusing the statement skips building and cache-keying it per batch."""
+    return insert(model.metadata.tables[str(model.__tablename__)])
 
 
-def _row(record: UsageRecord | MetricRecord, columns: tuple[str, ...]) -> dict[str, Any]:
-    """The record as column values: a shallow copy (`asdict` deep-copies every value, per row)."""
-    return {name: getattr(record, name) for name in columns}
-
-
-async def _insert_in_slices(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+async def _insert_in_slices(session: AsyncSession, statement: Insert, rows: Sequence[dict[str, Any]]) -> None:
     """One INSERT per `_INSERT_SLICE` rows, in the same transaction.
 
     Preparing parameters is synchronous work on the event loop; a slice at a time lets the
     requests being served run between slices instead of waiting for a whole batch.
     """
     for start in range(0, len(rows), _INSERT_SLICE):
-        await session.execute(insert(table), rows[start : start + _INSERT_SLICE])
+        await session.execute(statement, rows[start : start + _INSERT_SLICE])
 
 
 async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -324,33 +347,12 @@ async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]])
         if row["ttft_ms"] is not None:
             total["ttft_ms_sum"] += row["ttft_ms"]
             total["ttft_count"] += 1
-    for values in totals.values():
-        statement = conflict_insert(session, UsageDaily).values(**values)
-        counters = {
-            name: getattr(UsageDaily, name) + statement.excluded[name]
-            for name in values
-            if name not in _ROLLUP_KEY
-        }
-        await session.execute(
-            statement.on_conflict_do_update(index_elements=list(_ROLLUP_KEY), set_=counters)
-        )
+    dialect = session.get_bind().dialect.name
+    upsert = counting_upsert(dialect, UsageDaily, _ROLLUP_KEY, _ROLLUP_COUNTERS)
+    await session.execute(upsert, list(totals.values()))
 
 
 def _empty_rollup(key: tuple[Any, ...]) -> dict[str, Any]:
-    counters = dict.fromkeys(
-        (
-            "requests",
-            "errors",
-            "cancelled",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "unpriced_requests",
-            "estimated_requests",
-            "latency_ms_sum",
-            "ttft_ms_sum",
-            "ttft_count",
-        ),
-        0,
+    return (
+        dict(zip(_ROLLUP_KEY, key, strict=True)) | dict.fromkeys(_ROLLUP_COUNTERS, 0) | {"cost": Decimal(0)}
     )
-    return dict(zip(_ROLLUP_KEY, key, strict=True)) | counters | {"cost": Decimal(0)}

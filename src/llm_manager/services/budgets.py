@@ -337,7 +337,7 @@ class BudgetService:
         return await self._applicable.get_or_load(key, lambda: self._load_rules(key))
 
     async def _load_rules(self, key: _CallerKey) -> tuple[BudgetRule, ...]:
-        async with self._database.session() as session:
+        async with self._database.read_session() as session:
             return tuple(BudgetRule.of(budget) for budget in await _applicable_budgets(session, *key))
 
     def _call_ceiling(self, configuration: ResolvedConfiguration, call: ChatCall) -> Ceiling:

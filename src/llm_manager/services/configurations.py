@@ -434,7 +434,7 @@ class ConfigurationService:
         A caller scoped to an application sees global configurations and its own, never another
         application's: those resolve as not found.
         """
-        async with self._database.session() as session:
+        async with self._database.read_session() as session:
             if application_id is not None:
                 application = await session.get(Application, application_id)
                 if application is None or not application.is_active:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_manager.db.session import conflict_insert
+from llm_manager.db.session import counting_upsert
 from llm_manager.db.tables import UsageLatencyDaily
 
 BUCKETS_PER_DOUBLING = 4
@@ -99,11 +99,5 @@ async def upsert_latency_rollups(session: AsyncSession, rows: Sequence[Mapping[s
     counted = histogram_rows(rows)
     if not counted:
         return
-    statement = conflict_insert(session, UsageLatencyDaily)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=list(_KEY),
-            set_={"count": UsageLatencyDaily.count + statement.excluded["count"]},
-        ),
-        counted,
-    )
+    upsert = counting_upsert(session.get_bind().dialect.name, UsageLatencyDaily, _KEY, ("count",))
+    await session.execute(upsert, counted)

@@ -237,7 +237,7 @@ class TokenService:
         return cached.principal
 
     async def _load(self, condition: ColumnElement[bool]) -> _CachedPrincipal:
-        async with self._database.session() as session:
+        async with self._database.read_session() as session:
             row = (
                 await session.execute(select(ApiToken, Application).join(Application).where(condition))
             ).first()
