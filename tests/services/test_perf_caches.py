@@ -117,6 +117,44 @@ async def test_an_answer_in_its_second_half_is_reloaded_in_the_background() -> N
     assert cache.get("a") is None  # and nothing is served past its TTL
 
 
+async def test_lookups_in_the_second_half_start_one_background_reload_between_them() -> None:
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0])
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0)
+        return loads
+
+    assert await cache.get_or_load("a", load) == 1
+    now[0] = 0.6
+    # Two hundred requests served before the reload's task first runs (one loop pass, under load).
+    answers = [await cache.get_or_load("a", load) for _ in range(200)]
+    assert answers == [1] * 200
+    await cache.aclose()
+    assert loads == 2
+    assert cache.get("a") == 2
+
+
+async def test_a_background_reload_cancelled_before_it_ran_leaves_no_hanging_waiters() -> None:
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0])
+
+    async def load() -> int:
+        return 5
+
+    assert await cache.get_or_load("a", load) == 5
+    now[0] = 0.6
+    assert await cache.get_or_load("a", load) == 5  # starts the background reload
+    for task in list(cache._refreshing):
+        task.cancel()  # cancelled before its first step: its coroutine never runs
+    now[0] = 1.5  # expired: the next lookup must load, not wait on the abandoned reload
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(cache.get_or_load("a", load), timeout=1.0) == 5
+
+
 async def test_a_failed_load_fails_its_waiters_and_the_next_lookup_loads_again() -> None:
     cache: TtlCache[str, int] = TtlCache(1.0)
     release = asyncio.Event()

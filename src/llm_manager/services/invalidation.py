@@ -80,17 +80,35 @@ class TtlCache(Generic[K, V]):
             await asyncio.gather(*self._refreshing, return_exceptions=True)
 
     def _refresh_in_background(self, key: K, load: Callable[[], Awaitable[V]]) -> None:
+        """Reload `key` in a task of its own, registered as loading before this returns.
+
+        Registering it only once the task first ran let every request served before that
+        (hundreds, under load) start a reload of its own: a herd of identical reads queued on
+        the database connections each time an answer reached the second half of its life.
+        """
+        pending, generation = self._begin(key)
+
         async def refresh() -> None:
             with contextlib.suppress(Exception):  # the answer in hand stays; a real miss will report
-                await self._load(key, load)
+                await self._finish(key, pending, generation, load)
 
         task = asyncio.create_task(refresh())
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
+        task.add_done_callback(lambda _: self._abandon(key, pending))
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        pending, generation = self._begin(key)
+        return await self._finish(key, pending, generation, load)
+
+    def _begin(self, key: K) -> tuple[asyncio.Future[V], int]:
+        """Register a load of `key`: from now on, lookups wait for it instead of loading."""
         pending = self._loading[key] = asyncio.get_running_loop().create_future()
-        generation = self.generation
+        return pending, self.generation
+
+    async def _finish(
+        self, key: K, pending: asyncio.Future[V], generation: int, load: Callable[[], Awaitable[V]]
+    ) -> V:
         try:
             value = await load()
         except asyncio.CancelledError:
@@ -106,6 +124,13 @@ class TtlCache(Generic[K, V]):
         pending.set_result(value)
         self.put(key, value, generation=generation)
         return value
+
+    def _abandon(self, key: K, pending: asyncio.Future[V]) -> None:
+        """A reload cancelled before it ran: its waiters load for themselves instead of hanging."""
+        if not pending.done():
+            pending.cancel()
+        if self._loading.get(key) is pending:
+            del self._loading[key]
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
