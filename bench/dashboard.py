@@ -49,21 +49,8 @@ CONFIGS_PER_APPLICATION = 4
 USERS = 20
 NANOS = 1_000_000_000
 LOG_COLUMNS = [column.name for column in tables.UsageLog.__table__.columns]
-DAILY_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
-DAILY_COUNTERS = (
-    "requests",
-    "errors",
-    "cancelled",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "unpriced_requests",
-    "estimated_requests",
-    "latency_ms_sum",
-    "ttft_ms_sum",
-    "ttft_count",
-)
+DAILY_KEY = tables.USAGE_DAILY_KEY
+DAILY_COUNTERS = tables.USAGE_DAILY_COUNTERS
 LATENCY_COLUMNS = ("day", "application_id", "configuration_id", "provider", "model", "bucket", "count")
 Query = Callable[[], Awaitable[Any]]
 
@@ -125,10 +112,12 @@ def generate(
             "response_chars": completion * 4,
             "user_id": user,
             "conversation_id": None,
+            "template_name": None,
+            "template_version": None,
         }
         logs.append(tuple(values[name] for name in LOG_COLUMNS))
         day = created_at.date()
-        totals = daily.setdefault((day, application, config_id, provider, model, user or ""), [0] * 12)
+        totals = daily.setdefault((day, application, config_id, provider, model, user or ""), [0] * len(DAILY_COUNTERS))
         for index, amount in enumerate(
             (
                 1,

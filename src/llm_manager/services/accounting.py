@@ -28,25 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_manager.db.base import Base, new_id, utcnow
 from llm_manager.db.session import Database, counting_upsert
-from llm_manager.db.tables import CustomMetric, UsageDaily, UsageLog
+from llm_manager.db.tables import USAGE_DAILY_COUNTERS, USAGE_DAILY_KEY, CustomMetric, UsageDaily, UsageLog
 from llm_manager.services.latency import upsert_latency_rollups
 
 logger = logging.getLogger(__name__)
-_ROLLUP_KEY = ("day", "application_id", "configuration_id", "provider", "model", "user_id")
-_ROLLUP_COUNTERS = (
-    "requests",
-    "errors",
-    "cancelled",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "unpriced_requests",
-    "estimated_requests",
-    "latency_ms_sum",
-    "ttft_ms_sum",
-    "ttft_count",
-)
 _RETRY_DELAY = 0.5
 USER_ID_LENGTH = 100
 CONVERSATION_ID_LENGTH = 64
@@ -348,11 +333,13 @@ async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]])
             total["ttft_ms_sum"] += row["ttft_ms"]
             total["ttft_count"] += 1
     dialect = session.get_bind().dialect.name
-    upsert = counting_upsert(dialect, UsageDaily, _ROLLUP_KEY, _ROLLUP_COUNTERS)
+    upsert = counting_upsert(dialect, UsageDaily, USAGE_DAILY_KEY, USAGE_DAILY_COUNTERS)
     await session.execute(upsert, list(totals.values()))
 
 
 def _empty_rollup(key: tuple[Any, ...]) -> dict[str, Any]:
     return (
-        dict(zip(_ROLLUP_KEY, key, strict=True)) | dict.fromkeys(_ROLLUP_COUNTERS, 0) | {"cost": Decimal(0)}
+        dict(zip(USAGE_DAILY_KEY, key, strict=True))
+        | dict.fromkeys(USAGE_DAILY_COUNTERS, 0)
+        | {"cost": Decimal(0)}
     )

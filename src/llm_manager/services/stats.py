@@ -23,7 +23,13 @@ from sqlalchemy import BigInteger, ColumnElement, Label, Row, Select, func, sele
 
 from llm_manager.db.base import nanos_to_usd
 from llm_manager.db.session import Database
-from llm_manager.db.tables import Application, LLMConfiguration, UsageDaily, UsageLatencyDaily
+from llm_manager.db.tables import (
+    USAGE_DAILY_COUNTERS,
+    Application,
+    LLMConfiguration,
+    UsageDaily,
+    UsageLatencyDaily,
+)
 from llm_manager.errors import InvalidInputError
 from llm_manager.services.latency import LatencyPercentiles, percentiles
 
@@ -37,20 +43,6 @@ MAX_DAILY_ROWS = 100_000
 MAX_RANGE_DAYS = 3660
 DASHBOARD_DAYS = 30
 TOP = 10
-_COUNTERS = (
-    "requests",
-    "errors",
-    "cancelled",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "unpriced_requests",
-    "estimated_requests",
-    "latency_ms_sum",
-    "ttft_ms_sum",
-    "ttft_count",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,7 +352,7 @@ def _none_label(row_id: int | None, what: str) -> str:
 def _totals_of(group: StatsTotals | None) -> StatsTotals:
     if group is None:
         return StatsTotals()
-    return StatsTotals(**{name: getattr(group, name) for name in _COUNTERS})
+    return StatsTotals(**{name: getattr(group, name) for name in USAGE_DAILY_COUNTERS})
 
 
 def _each_day(first: date, last: date) -> list[date]:
@@ -394,7 +386,7 @@ def _daily_row(row: Row[Any]) -> DailyRow:
 
 def _sums() -> dict[str, Label[Any]]:
     """Each counter summed, labelled with its name; cost as integer nano-dollars for exactness."""
-    return {name: func.coalesce(func.sum(_as_integer(name)), 0).label(name) for name in _COUNTERS}
+    return {name: func.coalesce(func.sum(_as_integer(name)), 0).label(name) for name in USAGE_DAILY_COUNTERS}
 
 
 def _as_integer(name: str) -> ColumnElement[int]:
@@ -403,7 +395,7 @@ def _as_integer(name: str) -> ColumnElement[int]:
 
 
 def _totals(row: Row[Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {name: int(getattr(row, name)) for name in _COUNTERS}
+    values: dict[str, Any] = {name: int(getattr(row, name)) for name in USAGE_DAILY_COUNTERS}
     values["cost"] = nanos_to_usd(values["cost"])
     return values
 

@@ -18,9 +18,11 @@ from llm_manager.db.tables.metrics import CustomMetric
 from llm_manager.db.tables.secrets import EncryptionKey
 from llm_manager.db.tables.templates import PromptTemplate, PromptTemplateLabel, PromptTemplateVersion
 from llm_manager.db.tables.tokens import ApiToken
-from llm_manager.db.tables.usage import UsageDaily, UsageLog
+from llm_manager.db.tables.usage import USAGE_DAILY_COUNTERS, USAGE_DAILY_KEY, UsageDaily, UsageLog
 
 __all__ = [
+    "USAGE_DAILY_COUNTERS",
+    "USAGE_DAILY_KEY",
     "ActivityEntry",
     "ApiToken",
     "Application",

@@ -81,3 +81,11 @@ class UsageDaily(Base):
     """64-bit: a busy key's day of latencies overflows 32 bits (2.1e9 ms is ~1M calls of 2 s)."""
     ttft_ms_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     ttft_count: Mapped[int] = mapped_column(default=0)
+
+
+USAGE_DAILY_KEY: tuple[str, ...] = tuple(column.name for column in UsageDaily.__table__.primary_key)
+"""The rollup's key columns, in the table's order: what one row is per."""
+USAGE_DAILY_COUNTERS: tuple[str, ...] = tuple(
+    column.name for column in UsageDaily.__table__.columns if not column.primary_key
+)
+"""Every other column: the sums a batch adds to its row, and what statistics add up."""
