@@ -117,7 +117,9 @@ def generate(
         }
         logs.append(tuple(values[name] for name in LOG_COLUMNS))
         day = created_at.date()
-        totals = daily.setdefault((day, application, config_id, provider, model, user or ""), [0] * len(DAILY_COUNTERS))
+        totals = daily.setdefault(
+            (day, application, config_id, provider, model, user or ""), [0] * len(DAILY_COUNTERS)
+        )
         for index, amount in enumerate(
             (
                 1,
