@@ -368,7 +368,7 @@ def _wire_services(
             memory_cost=settings.password_hash_memory_kib, time_cost=settings.password_hash_time_cost
         )
     )
-    tokens = TokenService(database)
+    tokens = TokenService(database, writer=writer)
     budgets = BudgetService(database, pricing, providers, writer=writer, invalidations=tokens.invalidations)
     models = ModelDiscovery(configurations, providers, settings.model_cache_ttl)
     chat = ChatService(

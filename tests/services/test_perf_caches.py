@@ -138,6 +138,45 @@ async def test_lookups_in_the_second_half_start_one_background_reload_between_th
     assert cache.get("a") == 2
 
 
+async def test_an_answer_asked_for_is_reloaded_at_half_life_before_any_lookup_needs_it() -> None:
+    cache: TtlCache[str, int] = TtlCache(0.2)
+    loads = {"asked": 0, "idle": 0}
+
+    def loader(key: str) -> Callable[[], Awaitable[int]]:
+        async def load() -> int:
+            loads[key] += 1
+            return loads[key]
+
+        return load
+
+    assert await cache.get_or_load("asked", loader("asked")) == 1
+    assert await cache.get_or_load("asked", loader("asked")) == 1  # asked for again: worth keeping warm
+    assert await cache.get_or_load("idle", loader("idle")) == 1  # loaded, never asked for again
+    await asyncio.sleep(0.15)  # past half life, with no lookup since: the timer did the reload
+    assert loads == {"asked": 2, "idle": 1}
+    await asyncio.sleep(0.1)  # the reloaded answer was not asked for before its own half life
+    assert loads == {"asked": 2, "idle": 1}
+    assert cache.get("asked") == 2
+    assert cache.get("idle") is None  # left to expire
+    await cache.aclose()
+
+
+async def test_closing_a_cache_stops_its_reloads_ahead() -> None:
+    cache: TtlCache[str, int] = TtlCache(0.1)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        return loads
+
+    await cache.get_or_load("a", load)
+    await cache.get_or_load("a", load)
+    await cache.aclose()
+    await asyncio.sleep(0.08)
+    assert loads == 1
+
+
 async def test_a_background_reload_cancelled_before_it_ran_leaves_no_hanging_waiters() -> None:
     now = [0.0]
     cache: TtlCache[str, int] = TtlCache(1.0, clock=lambda: now[0])
@@ -195,6 +234,17 @@ async def test_a_cancelled_loader_lets_a_waiter_load_instead() -> None:
     assert await waiter == 2
     with pytest.raises(asyncio.CancelledError):
         await loader
+
+
+async def test_last_used_at_is_written_with_the_usage_writers_next_batch(llm: LLMManager) -> None:
+    await llm.applications.create("shop")
+    issued = await llm.tokens.create("shop")
+    before = utcnow()
+    await llm.tokens.authenticate(issued.secret)
+    await llm.services.writer.flush()
+    used = (await llm.tokens.get(issued.token.prefix)).last_used_at
+    assert used is not None
+    assert before <= used <= utcnow()
 
 
 async def test_a_revocation_applies_to_the_next_request_in_this_process(llm: LLMManager) -> None:

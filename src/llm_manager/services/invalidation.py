@@ -24,6 +24,17 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class _Entry(Generic[V]):
+    """A cached answer: until when it may be served, and whether anyone asked for it since it was stored."""
+
+    __slots__ = ("deadline", "used", "value")
+
+    def __init__(self, deadline: float, value: V) -> None:
+        self.deadline = deadline
+        self.value = value
+        self.used = False
+
+
 class TtlCache(Generic[K, V]):
     """A per-process answer cache with a time bound and a generation guard.
 
@@ -35,10 +46,13 @@ class TtlCache(Generic[K, V]):
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: dict[K, tuple[float, V]] = {}
+        self._entries: dict[K, _Entry[V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
         """Background reloads in flight (referenced here so they are not collected mid-way)."""
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+        """Each loaded key's reload-ahead, due at the middle of its answer's life."""
+        self._closed = False
         self.generation = 0
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
@@ -49,17 +63,18 @@ class TtlCache(Generic[K, V]):
         the first one loads and the others await its answer. A failed load fails its waiters the
         same way; a cancelled one (its caller went away) lets the next waiter load instead.
 
-        An answer read in the second half of its life is reloaded in the background while it is
-        still served, so under steady traffic no request waits for a reload — and nothing is
-        ever served past its TTL.
+        An answer asked for since it was loaded is reloaded in the background at the middle of
+        its life (`_reload_ahead`), and one read in its second half is reloaded at once, so under
+        steady traffic no request waits for a reload — and nothing is ever served past its TTL.
         """
         entry = self._entries.get(key)
         if entry is not None:
-            left = entry[0] - self._clock()
+            left = entry.deadline - self._clock()
             if left > 0:
+                entry.used = True
                 if left < self._ttl / 2 and key not in self._loading:
                     self._refresh_in_background(key, load)
-                return entry[1]
+                return entry.value
         while True:
             cached = self.get(key)
             if cached is not None:
@@ -75,7 +90,9 @@ class TtlCache(Generic[K, V]):
                     raise
 
     async def aclose(self) -> None:
-        """Wait for background reloads, so none outlives the database it reads."""
+        """Stop reloading ahead and wait for the reloads in flight, so none outlives the database it reads."""
+        self._closed = True
+        self._cancel_timers()
         if self._refreshing:
             await asyncio.gather(*self._refreshing, return_exceptions=True)
 
@@ -123,7 +140,31 @@ class TtlCache(Generic[K, V]):
                 del self._loading[key]
         pending.set_result(value)
         self.put(key, value, generation=generation)
+        self._schedule_reload_ahead(key, load)
         return value
+
+    def _schedule_reload_ahead(self, key: K, load: Callable[[], Awaitable[V]]) -> None:
+        """Reload `key` at the middle of its answer's life if it is asked for meanwhile.
+
+        Reloading only when a request finds an answer in its second half put the reload on that
+        request: with calls a fraction of a second apart, every call after a pause started one,
+        and the reads ran beside it (~2 ms more for it on SQLite). On a timer, the reload mostly
+        falls between calls; an answer nobody asked for is left to expire.
+        """
+        entry = self._entries.get(key)
+        if self._closed or entry is None:
+            return
+        previous = self._timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            self._ttl / 2, self._reload_ahead, key, entry, load
+        )
+
+    def _reload_ahead(self, key: K, entry: _Entry[V], load: Callable[[], Awaitable[V]]) -> None:
+        self._timers.pop(key, None)
+        if self._entries.get(key) is entry and entry.used and key not in self._loading and not self._closed:
+            self._refresh_in_background(key, load)
 
     def _abandon(self, key: K, pending: asyncio.Future[V]) -> None:
         """A reload cancelled before it ran: its waiters load for themselves instead of hanging."""
@@ -136,10 +177,11 @@ class TtlCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[0] <= self._clock():
+        if entry.deadline <= self._clock():
             del self._entries[key]
             return None
-        return entry[1]
+        entry.used = True
+        return entry.value
 
     def put(self, key: K, value: V, *, generation: int) -> None:
         """Store `value`, loaded when the cache was at `generation`, unless it was cleared since."""
@@ -147,11 +189,18 @@ class TtlCache(Generic[K, V]):
             return
         if len(self._entries) >= self._max_entries:
             self._entries.clear()  # a bound, not an LRU: entries are cheap to reload
-        self._entries[key] = (self._clock() + self._ttl, value)
+            self._cancel_timers()
+        self._entries[key] = _Entry(self._clock() + self._ttl, value)
 
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
 
 
 class Invalidations:

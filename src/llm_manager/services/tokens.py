@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,13 +37,11 @@ from llm_manager.db.base import utcnow
 from llm_manager.db.session import Database
 from llm_manager.db.tables import ApiToken, Application, LLMConfiguration
 from llm_manager.errors import InvalidInputError, NotFoundError, UnauthenticatedError
+from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.applications import application_named, check_limits, visible_configuration_id
 from llm_manager.services.calls import CallContext
 from llm_manager.services.invalidation import Invalidations, TtlCache
 from llm_manager.types import RateLimits
-
-if TYPE_CHECKING:  # only for annotations: redis is imported by whoever creates the client
-    pass
 
 Group = Literal["inference", "management", "admin"]
 GROUPS: tuple[Group, ...] = ("inference", "management", "admin")
@@ -134,8 +132,15 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, database: Database, invalidations: Invalidations | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        invalidations: Invalidations | None = None,
+        *,
+        writer: UsageWriter | None = None,
+    ) -> None:
         self._database = database
+        self._writer = writer
         self._last_used_written: dict[int, float] = {}
         self._principals: TtlCache[str, _CachedPrincipal] = TtlCache(PRINCIPAL_TTL)
         self.invalidations = invalidations or Invalidations()
@@ -262,15 +267,37 @@ class TokenService:
         return _CachedPrincipal(principal=principal, expires_at=token.expires_at)
 
     async def _touch(self, token_id: int) -> None:
-        """Record `last_used_at`, at most once a minute per token and process (not a write per call)."""
+        """Record `last_used_at`, at most once a minute per token and process (not a write per call).
+
+        With a usage writer the write rides on its next batch, so the request that happens to be
+        the minute's first does not wait for a transaction of its own.
+        """
         now = time.monotonic()
         if now - self._last_used_written.get(token_id, -_LAST_USED_EVERY) < _LAST_USED_EVERY:
             return
         self._last_used_written[token_id] = now
+        used = _TokenUsed(token_id=token_id, at=utcnow())
+        if self._writer is not None:
+            await self._writer.put(used)
+            return
         async with self._database.session() as session:
-            await session.execute(
-                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
-            )
+            await _TokenUsed.write_all(session, [used])
+
+
+@dataclass(frozen=True, kw_only=True)
+class _TokenUsed:
+    """A token's `last_used_at`; a `DeferredWrite` of the usage writer."""
+
+    token_id: int
+    at: datetime
+
+    @classmethod
+    async def write_all(cls, session: AsyncSession, writes: Sequence[_TokenUsed]) -> None:
+        latest: dict[int, datetime] = {}
+        for used in writes:
+            latest[used.token_id] = max(used.at, latest.get(used.token_id, used.at))
+        for token_id, at in latest.items():
+            await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=at))
 
 
 @dataclass(frozen=True, kw_only=True)
