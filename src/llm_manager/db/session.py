@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import StaticPool
 
 _SQLITE_PRAGMAS = (
@@ -43,6 +49,18 @@ class Database:
         """A session in a transaction: committed on success, rolled back on any error."""
         async with self.sessions.begin() as session:
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction: committed on success, rolled back on any error.
+
+        For the background writers' statements (usage rows, budget holds and settlements), which
+        run on the event loop that serves the calls. Without a session on the way there is no
+        identity map, unit of work or ORM statement compilation to go through: a statement costs
+        about half the CPU it does through `session()`.
+        """
+        async with self.engine.begin() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
@@ -101,14 +119,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def conflict_insert(session: AsyncSession, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
+def dialect_of(executor: AsyncSession | AsyncConnection) -> str:
+    """The database's dialect name (`sqlite`, `postgresql`) behind a session or a connection."""
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
+def conflict_insert(
+    executor: AsyncSession | AsyncConnection, table: Any
+) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say what to do on a conflict (`on_conflict_do_nothing` / `_do_update`).
 
     Both engines spell it the same way, but through their own dialect's `insert`.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(executor) == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@functools.cache
+def insert_or_ignore(dialect: str, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT … ON CONFLICT DO NOTHING into a mapped class's table, for `dialect`, built once and
+    executed with a list of rows (a row whose key exists is skipped)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        model.__table__
+    ).on_conflict_do_nothing()
 
 
 @functools.cache

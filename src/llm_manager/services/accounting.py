@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Insert, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_manager.db.base import Base, new_id, utcnow
+from llm_manager.db.base import Base, new_id, table_of, utcnow
 from llm_manager.db.session import Database, counting_upsert
 from llm_manager.db.tables import USAGE_DAILY_COUNTERS, USAGE_DAILY_KEY, CustomMetric, UsageDaily, UsageLog
 from llm_manager.services.latency import upsert_latency_rollups
@@ -96,10 +96,11 @@ class DeferredWrite(Protocol):
 
     The writer passes every deferred write of one class in a batch to that class's `write_all`
     together, so they can be combined (forty settlements of one budget window: one UPDATE).
+    They get the batch's Core connection: Core statements, built once where their shape is fixed.
     """
 
     @classmethod
-    async def write_all(cls, session: AsyncSession, writes: Sequence[Any]) -> None: ...
+    async def write_all(cls, connection: AsyncConnection, writes: Sequence[Any]) -> None: ...
 
 
 Record = UsageRecord | MetricRecord | DeferredWrite
@@ -277,35 +278,37 @@ async def write_batch(database: Database, batch: Sequence[Record]) -> None:
     for record in batch:
         if not isinstance(record, UsageRecord | MetricRecord):
             deferred.setdefault(type(record), []).append(record)
-    async with database.session() as session:
+    async with database.transaction() as connection:
         if usage:
-            await _insert_in_slices(session, _insert(UsageLog), usage)
-            await _upsert_rollups(session, usage)
-            await upsert_latency_rollups(session, usage)
+            await _insert_in_slices(connection, _insert(UsageLog), usage)
+            await _upsert_rollups(connection, usage)
+            await upsert_latency_rollups(connection, usage)
         if metrics:
-            await session.execute(_insert(CustomMetric), metrics)
+            await connection.execute(_insert(CustomMetric), metrics)
         for kind, writes in deferred.items():
-            await kind.write_all(session, writes)
+            await kind.write_all(connection, writes)
 
 
 @functools.cache
 def _insert(model: type[Base]) -> Insert:
     """A Core INSERT into a mapped class's table, built once: a Core INSERT skips the ORM's per-row
     bulk bookkeeping, and reusing the statement skips building and cache-keying it per batch."""
-    return insert(model.metadata.tables[str(model.__tablename__)])
+    return insert(table_of(model))
 
 
-async def _insert_in_slices(session: AsyncSession, statement: Insert, rows: Sequence[dict[str, Any]]) -> None:
+async def _insert_in_slices(
+    connection: AsyncConnection, statement: Insert, rows: Sequence[dict[str, Any]]
+) -> None:
     """One INSERT per `_INSERT_SLICE` rows, in the same transaction.
 
     Preparing parameters is synchronous work on the event loop; a slice at a time lets the
     requests being served run between slices instead of waiting for a whole batch.
     """
     for start in range(0, len(rows), _INSERT_SLICE):
-        await session.execute(statement, rows[start : start + _INSERT_SLICE])
+        await connection.execute(statement, rows[start : start + _INSERT_SLICE])
 
 
-async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def _upsert_rollups(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     totals: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (
@@ -332,9 +335,8 @@ async def _upsert_rollups(session: AsyncSession, rows: Sequence[dict[str, Any]])
         if row["ttft_ms"] is not None:
             total["ttft_ms_sum"] += row["ttft_ms"]
             total["ttft_count"] += 1
-    dialect = session.get_bind().dialect.name
-    upsert = counting_upsert(dialect, UsageDaily, USAGE_DAILY_KEY, USAGE_DAILY_COUNTERS)
-    await session.execute(upsert, list(totals.values()))
+    upsert = counting_upsert(connection.dialect.name, UsageDaily, USAGE_DAILY_KEY, USAGE_DAILY_COUNTERS)
+    await connection.execute(upsert, list(totals.values()))
 
 
 def _empty_rollup(key: tuple[Any, ...]) -> dict[str, Any]:

@@ -9,17 +9,19 @@ decides whether a hold fits, and any number of processes together stay within it
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, type_coerce, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, Update, bindparam, type_coerce, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_manager.db.base import nanos_to_usd, usd_to_nanos
-from llm_manager.db.session import conflict_insert
+from llm_manager.db.base import nanos_to_usd, table_of, usd_to_nanos
+from llm_manager.db.session import insert_or_ignore
 from llm_manager.db.tables import Budget, BudgetEvent, BudgetWindow
 
 THRESHOLDS = (50, 80, 100)
@@ -119,75 +121,122 @@ class WindowChange:
     spent_nanos: int = 0
     spent_tokens: int = 0
 
-    async def write(self, session: AsyncSession) -> None:
-        spent_usd = type_coerce(BudgetWindow.spent_usd, BigInteger)
-        reserved_usd = type_coerce(BudgetWindow.reserved_usd, BigInteger)
-        result = await session.execute(
-            update(BudgetWindow)
-            .where(*_window(self.hold.key))
-            .values(
-                {
-                    reserved_usd: reserved_usd - self.reserved_nanos,
-                    BudgetWindow.reserved_tokens: BudgetWindow.reserved_tokens - self.reserved_tokens,
-                    spent_usd: spent_usd + self.spent_nanos,
-                    BudgetWindow.spent_tokens: BudgetWindow.spent_tokens + self.spent_tokens,
-                }
-            )
-            .returning(spent_usd, BudgetWindow.spent_tokens)
+    async def write(self, connection: AsyncConnection) -> None:
+        budget_id, start = self.hold.key
+        result = await connection.execute(
+            _settle_statement(),
+            {
+                "window_budget": budget_id,
+                "start": start,
+                "held_usd": self.reserved_nanos,
+                "held_tokens": self.reserved_tokens,
+                "cost_usd": self.spent_nanos,
+                "cost_tokens": self.spent_tokens,
+            },
         )
         row = result.first()
         if row is not None and (self.spent_tokens or self.spent_nanos):
-            await _record_alerts(session, self.hold, spent_nanos=int(row[0]), spent_tokens=int(row[1]))
+            await _record_alerts(connection, self.hold, spent_nanos=int(row[0]), spent_tokens=int(row[1]))
 
 
-async def ensure_windows(session: AsyncSession, holds: Sequence[Hold]) -> None:
+async def ensure_windows(connection: AsyncConnection, holds: Sequence[Hold]) -> None:
     """Create missing windows first: the first statement writes, so SQLite takes its lock at once."""
     rows = [{"budget_id": hold.budget.id, "window_start": hold.start} for hold in holds]
-    await session.execute(conflict_insert(session, BudgetWindow).values(rows).on_conflict_do_nothing())
+    await connection.execute(insert_or_ignore(connection.dialect.name, BudgetWindow), rows)
 
 
-async def try_reserve(session: AsyncSession, hold: Hold, amount: tuple[int, int], *, room: int) -> bool:
+async def try_reserve(connection: AsyncConnection, hold: Hold, amount: tuple[int, int], *, room: int) -> bool:
     """Add `amount` to the window's reserved if `room` times it still fits under a hard limit."""
     usd, tokens = amount
-    spent_usd = type_coerce(BudgetWindow.spent_usd, BigInteger)
-    reserved_usd = type_coerce(BudgetWindow.reserved_usd, BigInteger)
     budget = hold.budget
-    conditions: list[ColumnElement[bool]] = list(_window(hold.key))
-    if budget.hard and budget.limit_usd is not None:
-        conditions.append(spent_usd + reserved_usd + usd * room <= nanos(budget.limit_usd))
-    if budget.hard and budget.limit_tokens is not None:
-        conditions.append(
-            BudgetWindow.spent_tokens + BudgetWindow.reserved_tokens + tokens * room <= budget.limit_tokens
-        )
-    result = await session.execute(
-        update(BudgetWindow)
-        .where(and_(*conditions))
-        .values(
-            {
-                reserved_usd: reserved_usd + usd,
-                BudgetWindow.reserved_tokens: BudgetWindow.reserved_tokens + tokens,
-            }
-        )
-        .returning(BudgetWindow.budget_id)
+    usd_capped = budget.hard and budget.limit_usd is not None
+    tokens_capped = budget.hard and budget.limit_tokens is not None
+    budget_id, start = hold.key
+    result = await connection.execute(
+        _reserve_statement(usd_capped, tokens_capped),
+        {
+            "window_budget": budget_id,
+            "start": start,
+            "usd": usd,
+            "tokens": tokens,
+            "usd_room": usd * room,
+            "tokens_room": tokens * room,
+            "usd_limit": nanos(budget.limit_usd),
+            "tokens_limit": budget.limit_tokens or 0,
+        },
     )
     return result.first() is not None
 
 
-async def unreserve(session: AsyncSession, key: WindowKey, usd: int, tokens: int) -> None:
-    reserved_usd = type_coerce(BudgetWindow.reserved_usd, BigInteger)
-    await session.execute(
-        update(BudgetWindow)
-        .where(*_window(key))
-        .values(
-            {
-                reserved_usd: reserved_usd - usd,
-                BudgetWindow.reserved_tokens: BudgetWindow.reserved_tokens - tokens,
-            }
-        )
+async def unreserve(connection: AsyncConnection, key: WindowKey, usd: int, tokens: int) -> None:
+    budget_id, start = key
+    await connection.execute(
+        _reserve_statement(False, False),
+        {"window_budget": budget_id, "start": start, "usd": -usd, "tokens": -tokens},
     )
 
 
-async def _record_alerts(session: AsyncSession, hold: Hold, *, spent_nanos: int, spent_tokens: int) -> None:
+# The statements are built once (cached by shape) and run with parameters: building and cache-keying
+# a statement per call was half of what a settlement or a lease top-up cost the event loop.
+
+
+def _money(column: str) -> Any:
+    """A Money column read as the integer nano-dollars it stores, so the arithmetic stays exact."""
+    return type_coerce(table_of(BudgetWindow).c[column], BigInteger)
+
+
+@functools.cache
+def _reserve_statement(usd_capped: bool, tokens_capped: bool) -> Update:
+    """Add to `reserved`; with a cap, only if `*_room` more still fits under `*_limit`."""
+    window = table_of(BudgetWindow).c
+    reserved_usd = _money("reserved_usd")
+    conditions = [window.budget_id == bindparam("window_budget"), window.window_start == bindparam("start")]
+    if usd_capped:
+        conditions.append(
+            _money("spent_usd") + reserved_usd + bindparam("usd_room", type_=BigInteger)
+            <= bindparam("usd_limit", type_=BigInteger)
+        )
+    if tokens_capped:
+        conditions.append(
+            window.spent_tokens + window.reserved_tokens + bindparam("tokens_room", type_=BigInteger)
+            <= bindparam("tokens_limit", type_=BigInteger)
+        )
+    return (
+        update(table_of(BudgetWindow))
+        .where(*conditions)
+        .values(
+            {
+                reserved_usd: reserved_usd + bindparam("usd", type_=BigInteger),
+                window.reserved_tokens: window.reserved_tokens + bindparam("tokens", type_=BigInteger),
+            }
+        )
+        .returning(window.budget_id)
+    )
+
+
+@functools.cache
+def _settle_statement() -> Update:
+    """Move settled calls from `reserved` to `spent`; returns the new spend (for the alerts)."""
+    window = table_of(BudgetWindow).c
+    reserved_usd, spent_usd = _money("reserved_usd"), _money("spent_usd")
+    return (
+        update(table_of(BudgetWindow))
+        .where(window.budget_id == bindparam("window_budget"), window.window_start == bindparam("start"))
+        .values(
+            {
+                reserved_usd: reserved_usd - bindparam("held_usd", type_=BigInteger),
+                window.reserved_tokens: window.reserved_tokens - bindparam("held_tokens", type_=BigInteger),
+                spent_usd: spent_usd + bindparam("cost_usd", type_=BigInteger),
+                window.spent_tokens: window.spent_tokens + bindparam("cost_tokens", type_=BigInteger),
+            }
+        )
+        .returning(spent_usd, window.spent_tokens)
+    )
+
+
+async def _record_alerts(
+    connection: AsyncConnection, hold: Hold, *, spent_nanos: int, spent_tokens: int
+) -> None:
     """One event per threshold crossed, recorded once per window (a unique key drops repeats)."""
     budget = hold.budget
     fractions = []
@@ -208,9 +257,4 @@ async def _record_alerts(session: AsyncSession, hold: Hold, *, spent_nanos: int,
         }
         for threshold in reached
     ]
-    await session.execute(conflict_insert(session, BudgetEvent).values(rows).on_conflict_do_nothing())
-
-
-def _window(key: WindowKey) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    budget_id, start = key
-    return BudgetWindow.budget_id == budget_id, BudgetWindow.window_start == start
+    await connection.execute(insert_or_ignore(connection.dialect.name, BudgetEvent), rows)

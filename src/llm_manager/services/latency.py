@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llm_manager.db.session import counting_upsert
 from llm_manager.db.tables import UsageLatencyDaily
@@ -94,10 +94,10 @@ def histogram_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [dict(zip(_KEY, key, strict=True)) | {"count": count} for key, count in counts.items()]
 
 
-async def upsert_latency_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+async def upsert_latency_rollups(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Add the batch's calls to the histogram; called by the usage writer inside its transaction."""
     counted = histogram_rows(rows)
     if not counted:
         return
-    upsert = counting_upsert(session.get_bind().dialect.name, UsageLatencyDaily, _KEY, ("count",))
-    await session.execute(upsert, counted)
+    upsert = counting_upsert(connection.dialect.name, UsageLatencyDaily, _KEY, ("count",))
+    await connection.execute(upsert, counted)

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_manager.db.base import utcnow
 from llm_manager.db.session import Database
@@ -280,8 +280,8 @@ class TokenService:
         if self._writer is not None:
             await self._writer.put(used)
             return
-        async with self._database.session() as session:
-            await _TokenUsed.write_all(session, [used])
+        async with self._database.transaction() as connection:
+            await _TokenUsed.write_all(connection, [used])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,12 +292,12 @@ class _TokenUsed:
     at: datetime
 
     @classmethod
-    async def write_all(cls, session: AsyncSession, writes: Sequence[_TokenUsed]) -> None:
+    async def write_all(cls, connection: AsyncConnection, writes: Sequence[_TokenUsed]) -> None:
         latest: dict[int, datetime] = {}
         for used in writes:
             latest[used.token_id] = max(used.at, latest.get(used.token_id, used.at))
         for token_id, at in latest.items():
-            await session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=at))
+            await connection.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=at))
 
 
 @dataclass(frozen=True, kw_only=True)
