@@ -53,6 +53,16 @@ def summary_rows(report: dict[str, Any]) -> list[Row]:
                 ours_vs_litellm=_lower(added),
             )
         )
+    after_switch = {name: figures["after_switch_p50_ms"] for name, figures in b1.items()}
+    rows.append(
+        Row(
+            "B1 first call after a switch p50",
+            after_switch,
+            "ms",
+            ours_vs_litellm=_ratio(b1, OURS, LITELLM, "after_switch_p50_ms"),
+            ours_vs_direct=_ratio(b1, OURS, DIRECT, "after_switch_p50_ms"),
+        )
+    )
     rows.append(
         Row(
             "B1 gateway CPU per call",
