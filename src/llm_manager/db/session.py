@@ -119,21 +119,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def dialect_of(executor: AsyncSession | AsyncConnection) -> str:
-    """The database's dialect name (`sqlite`, `postgresql`) behind a session or a connection."""
-    if isinstance(executor, AsyncConnection):
-        return executor.dialect.name
-    return executor.get_bind().dialect.name
-
-
-def conflict_insert(
-    executor: AsyncSession | AsyncConnection, table: Any
-) -> postgresql.Insert | sqlite.Insert:
+def conflict_insert(session: AsyncSession, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say what to do on a conflict (`on_conflict_do_nothing` / `_do_update`).
 
     Both engines spell it the same way, but through their own dialect's `insert`.
     """
-    if dialect_of(executor) == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
