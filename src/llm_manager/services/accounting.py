@@ -13,7 +13,6 @@ call's usage row and its settlement together.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import operator
 from collections.abc import Sequence
@@ -22,12 +21,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_manager.db.base import Base, new_id, table_of, utcnow
-from llm_manager.db.session import Database, counting_upsert
+from llm_manager.db.base import new_id, utcnow
+from llm_manager.db.session import Database, core_insert, counting_upsert
 from llm_manager.db.tables import USAGE_DAILY_COUNTERS, USAGE_DAILY_KEY, CustomMetric, UsageDaily, UsageLog
 from llm_manager.services.latency import upsert_latency_rollups
 
@@ -280,20 +279,13 @@ async def write_batch(database: Database, batch: Sequence[Record]) -> None:
             deferred.setdefault(type(record), []).append(record)
     async with database.transaction() as connection:
         if usage:
-            await _insert_in_slices(connection, _insert(UsageLog), usage)
+            await _insert_in_slices(connection, core_insert(UsageLog), usage)
             await _upsert_rollups(connection, usage)
             await upsert_latency_rollups(connection, usage)
         if metrics:
-            await connection.execute(_insert(CustomMetric), metrics)
+            await connection.execute(core_insert(CustomMetric), metrics)
         for kind, writes in deferred.items():
             await kind.write_all(connection, writes)
-
-
-@functools.cache
-def _insert(model: type[Base]) -> Insert:
-    """A Core INSERT into a mapped class's table, built once: a Core INSERT skips the ORM's per-row
-    bulk bookkeeping, and reusing the statement skips building and cache-keying it per batch."""
-    return insert(table_of(model))
 
 
 async def _insert_in_slices(

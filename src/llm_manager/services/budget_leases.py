@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Insert, Update, bindparam, delete, insert, update
+from sqlalchemy import Update, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llm_manager.db.base import new_id, table_of, utcnow
-from llm_manager.db.session import Database
+from llm_manager.db.session import Database, core_insert
 from llm_manager.db.tables import BudgetLease
 from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.budget_windows import (
@@ -557,7 +557,7 @@ async def _store(
         return
     budget_id, start = lease.key
     await connection.execute(
-        _insert_statement(),
+        core_insert(BudgetLease),
         {
             "id": lease.id,
             "budget_id": budget_id,
@@ -589,31 +589,21 @@ async def _add(connection: AsyncConnection, lease_id: str, usd: int, tokens: int
 
 @functools.cache
 def _extend_statement() -> Update:
-    lease = table_of(BudgetLease).c
-    return (
-        update(table_of(BudgetLease))
-        .where(lease.id == bindparam("lease_id"))
-        .values(expires_at=bindparam("expires"))
-        .returning(lease.id)
-    )
+    return _lease_update().values(expires_at=bindparam("expires"))
 
 
 @functools.cache
 def _add_statement() -> Update:
     lease = table_of(BudgetLease).c
-    return (
-        update(table_of(BudgetLease))
-        .where(lease.id == bindparam("lease_id"))
-        .values(
-            usd_nanos=lease.usd_nanos + bindparam("add_usd"), tokens=lease.tokens + bindparam("add_tokens")
-        )
-        .returning(lease.id)
+    return _lease_update().values(
+        usd_nanos=lease.usd_nanos + bindparam("add_usd"), tokens=lease.tokens + bindparam("add_tokens")
     )
 
 
-@functools.cache
-def _insert_statement() -> Insert:
-    return insert(table_of(BudgetLease))
+def _lease_update() -> Update:
+    """UPDATE one lease row by id, returning the id: no row back means another process reclaimed it."""
+    lease = table_of(BudgetLease).c
+    return update(table_of(BudgetLease)).where(lease.id == bindparam("lease_id")).returning(lease.id)
 
 
 async def _write_returns(connection: AsyncConnection, returns: Sequence[_Return]) -> None:
