@@ -168,15 +168,18 @@ def test_a_usd_budget_on_an_unpriced_configuration_is_explained(cli: Cli) -> Non
 
 @pytest.mark.usefixtures("portal")
 def test_spend_from_real_calls_shows_in_list_events_and_explain(cli: Cli) -> None:
-    cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "55")
+    # Each call holds its ceiling (66 tokens: "hello" bounded at 21, plus max_tokens) and spends
+    # 46 (the demo's reply to "hello" is 1+45 tokens): three fit in 158, crossing 50 and 80 %.
+    cli("budgets", "set", "--app", "portal", "--period", "day", "--tokens", "158")
     cli("budgets", "set", "--app", "portal", "--period", "total", "--tokens", "1000000", "--soft")
 
-    _call_as(_application_id(cli, "portal"), max_tokens=50)
+    for _ in range(3):
+        _call_as(_application_id(cli, "portal"), max_tokens=45)
 
     day, total = _budgets(cli, "--app", "portal")
-    assert 44 <= day["spent_tokens"] <= 55  # the demo's reply to "hello" is 1+45 tokens
+    assert 0.8 * 158 <= day["spent_tokens"] <= 158
     assert day["reserved_tokens"] == 0
-    assert day["remaining_tokens"] == 55 - day["spent_tokens"]
+    assert day["remaining_tokens"] == 158 - day["spent_tokens"]
     assert total["spent_tokens"] == day["spent_tokens"]
     events = json_output(cli("budgets", "events", "--json"))
     assert sorted(event["threshold"] for event in events) == [50, 80]
@@ -184,7 +187,7 @@ def test_spend_from_real_calls_shows_in_list_events_and_explain(cli: Cli) -> Non
     assert "80 %" in cli("budgets", "events", "--app", "portal").stdout
     table = cli("budgets", "list").stdout
     assert f"{day['spent_tokens']:,}" in table
-    assert f"{int(day['spent_tokens'] * 100 / 55)}%" in table
+    assert f"{int(day['spent_tokens'] * 100 / 158)}%" in table
     explained = json_output(cli("budgets", "explain", "--app", "portal", "--config", FAST, "--json"))
     assert explained["allowed"] is False
     blocking = [check for check in explained["checks"] if check["blocks_next_call"]]

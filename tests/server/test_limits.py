@@ -34,7 +34,7 @@ def test_hard_budget_refuses_with_budget_exceeded_and_retry_after(
 ) -> None:
     _demo(gateway)
     headers = gateway.headers(gateway.token("shop"))
-    gateway.run(lambda llm: llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=20)))
+    gateway.run(lambda llm: llm.budgets.set(BudgetSpec(application="shop", period="day", limit_tokens=40)))
     statuses = [
         client.post("/v1/chat/completions", json=_BODY, headers=headers).status_code for _ in range(6)
     ]
@@ -44,7 +44,7 @@ def test_hard_budget_refuses_with_budget_exceeded_and_retry_after(
     assert refused.status_code == 429
     error = refused.json()["error"]
     assert error["code"] == "budget_exceeded"
-    assert "daily budget of 20 tokens" in error["message"]
+    assert "daily budget of 40 tokens" in error["message"]
     assert 0 < int(refused.headers["Retry-After"]) <= 86_400
     streamed = client.post("/api/stream", json={"configuration": "demo", "prompt": "hi"}, headers=headers)
     assert streamed.status_code == 429

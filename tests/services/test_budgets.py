@@ -13,7 +13,9 @@ from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BudgetSpec, resets_at, window_start
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.token_bounds import prompt_token_bound
 from llm_manager.services.tokens import IssuedToken
+from llm_manager.types import Message
 
 # $1 per million tokens both ways: a call of 5 prompt + 10 completion tokens costs $0.000015.
 PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}
@@ -38,7 +40,7 @@ async def test_concurrent_calls_stay_within_the_budget(llm: LLMManager) -> None:
     context = await _setup(llm, delay_ms=5)
     ceiling = llm.budgets.ceiling(
         (await llm.configurations.resolve_chain("demo", application_id=context.application_id))[0],
-        prompt_tokens=2,
+        prompt_tokens=prompt_token_bound([Message(role="user", content="hi")]),
         params_max=10,
     )
     assert ceiling.usd is not None

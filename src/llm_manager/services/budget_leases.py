@@ -8,14 +8,20 @@ Holding through the database on every call would cost a write transaction per ca
 part of what the gateway adds to a call. So a process *leases* capacity: one conditional UPDATE
 reserves room for `LEASE_CALLS` calls like the one asking, and the next calls take from that lease
 in memory. A lease that runs dry within `LEASE_GROW_WITHIN` seconds doubles its next top-up (up to
-`LEASE_MAX_CALLS` calls), so a busy process tops up about once a second whatever its call rate. The database still decides every lease with the conditional update that bounds all
-processes together, so the guarantee is unchanged: spend stays within the limit, plus at most the
-amount by which one call's real cost exceeds its ceiling.
+`LEASE_MAX_CALLS` calls), so a busy process tops up about once a second whatever its call rate.
+The database still decides every lease with the conditional update that bounds all processes
+together, so the guarantee is unchanged: spend plus what calls in flight hold stays within the
+limit. Since a ceiling bounds a call's real cost from above (see `token_bounds`), so does spend.
 
 A lease takes at most 1/`LEASE_SHARE` of a hard budget's remaining room; when even that does not
 fit, the process reserves exactly the call's ceiling (a transaction per call, as without leases),
 so a nearly spent budget is shared call by call. Unused capacity is given back after `LEASE_IDLE`
 seconds without calls, when budgets change, before this process reads a budget, and on shutdown.
+
+A call that does not fit, although the budget's *spend* leaves room for it, is held back by
+ceilings of calls in flight or by other processes' leases. It waits up to `HELD_WAIT` seconds —
+long enough for idle leases to come back — retrying, and is then refused as held back (a retry
+in a moment may fit) rather than as spent (nothing fits until the period resets).
 
 Each lease is also a row (`budget_leases`) holding its amount — free capacity plus the ceilings of
 its calls not yet settled — and an expiry the holder keeps extending. A crashed process's lease
@@ -53,6 +59,7 @@ from llm_manager.services.budget_windows import (
     WindowChange,
     WindowKey,
     ensure_windows,
+    fits_unreserved,
     nanos,
     try_reserve,
     unreserve,
@@ -74,6 +81,9 @@ LEASE_IDLE = 2.0
 LEASE_TTL = 60.0
 """Seconds a lease row outlives its last extension; after that, any process may reclaim it."""
 _SWEEP_EVERY = 1.0
+HELD_WAIT = LEASE_IDLE + 2 * _SWEEP_EVERY
+"""Seconds a call waits for room that calls in flight or other processes' idle leases hold."""
+_HELD_POLL = 0.25
 _EXTEND_EVERY = LEASE_TTL / 4
 _TOP_UP_ATTEMPTS = 3
 
@@ -171,6 +181,17 @@ class _Taken:
     epoch: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """A call that does not fit one of its budgets."""
+
+    hold: Hold
+    """The hold refused."""
+    held_back: bool
+    """True when the budget's spend leaves room for the call, but calls in flight or other
+    processes' leases hold it: a retry in a moment may fit, long before the period resets."""
+
+
 class _RefusedError(Exception):
     def __init__(self, hold: Hold) -> None:
         self.hold = hold
@@ -199,18 +220,30 @@ class BudgetLedger:
         self._extended_at = 0.0
         self._holder = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
-    async def reserve(self, holds: Sequence[Hold]) -> Reservation | Hold:
-        """Hold every ceiling, from this process's leases when they have room; else the hold refused.
+    async def reserve(self, holds: Sequence[Hold]) -> Reservation | Refusal:
+        """Hold every ceiling, from this process's leases when they have room; else why not.
 
         The fast path takes from the leases without awaiting anything, so concurrent calls in
-        this process never see a half-taken reservation.
+        this process never see a half-taken reservation. A call refused only because calls in
+        flight or other processes' leases hold the rest of a budget waits up to `HELD_WAIT`
+        seconds for it: settlements and idle leases give it back within that time.
         """
         taken = self._take_all(holds)
         if taken is not None:
             self._top_up_early(taken)
             return Reservation(self, taken)
-        async with self._lock:
-            return await self._reserve_slowly(holds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HELD_WAIT
+        while True:
+            async with self._lock:
+                result = await self._reserve_slowly(holds)
+            if isinstance(result, Reservation):
+                return result
+            async with self._database.transaction() as connection:
+                held_back = await fits_unreserved(connection, result)
+            if not held_back or loop.time() >= deadline:
+                return Refusal(hold=result, held_back=held_back)
+            await asyncio.sleep(_HELD_POLL)
 
     def _top_up_early(self, taken: Sequence[_Taken]) -> None:
         """Top leases up in the background while they still have room, so no call waits on the lock."""

@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, Update, bindparam, type_coerce, update
+from sqlalchemy import BigInteger, Update, bindparam, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llm_manager.db.base import nanos_to_usd, table_of, usd_to_nanos
@@ -166,6 +166,25 @@ async def try_reserve(connection: AsyncConnection, hold: Hold, amount: tuple[int
         },
     )
     return result.first() is not None
+
+
+async def fits_unreserved(connection: AsyncConnection, hold: Hold) -> bool:
+    """Whether the hold would fit if nothing were reserved: then what refuses it is held by calls
+    in flight or by leases, and frees up within seconds rather than at the period's reset."""
+    window = table_of(BudgetWindow).c
+    budget_id, start = hold.key
+    row = (
+        await connection.execute(
+            select(_money("spent_usd"), window.spent_tokens).where(
+                window.budget_id == budget_id, window.window_start == start
+            )
+        )
+    ).first()
+    spent_nanos, spent_tokens = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+    budget = hold.budget
+    usd_fits = budget.limit_usd is None or spent_nanos + hold.usd_nanos <= nanos(budget.limit_usd)
+    tokens_fits = budget.limit_tokens is None or spent_tokens + hold.tokens <= budget.limit_tokens
+    return usd_fits and tokens_fits
 
 
 async def unreserve(connection: AsyncConnection, key: WindowKey, usd: int, tokens: int) -> None:

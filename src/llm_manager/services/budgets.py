@@ -7,10 +7,10 @@ records one event each.
 
 This module manages budgets and explains them; `budget_leases.BudgetLedger` holds, leases and
 settles what calls take from their windows (see there for how that holds across processes).
-Before a call the guard holds the call's ceiling (estimated prompt tokens plus `max_tokens`,
-priced — a call without `max_tokens` is reserved with the configuration's context length, or
-`DEFAULT_COMPLETION_CEILING` tokens) on every budget that applies; after the call the hold
-becomes the real cost, and a failed call gives it back.
+Before a call the guard holds the call's ceiling (an upper bound on its prompt tokens, see
+`token_bounds`, plus `max_tokens`, priced — a call without `max_tokens` is reserved with the
+configuration's context length, or `DEFAULT_COMPLETION_CEILING` tokens) on every budget that
+applies; after the call the hold becomes the real cost, and a failed call gives it back.
 
 Which budgets apply to a caller (application, configuration, token) is cached per process for
 `BUDGETS_TTL` seconds — most calls have none, and that answer costs no database round trip.
@@ -37,20 +37,22 @@ from llm_manager.db.base import utcnow
 from llm_manager.db.session import Database
 from llm_manager.db.tables import ApiToken, Application, Budget, BudgetEvent, BudgetWindow, LLMConfiguration
 from llm_manager.errors import BudgetExceededError, InvalidInputError, NotFoundError
-from llm_manager.providers._wire import estimate_tokens
 from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.applications import application_named, visible_configuration_id
-from llm_manager.services.budget_leases import BudgetLedger, Reservation
+from llm_manager.services.budget_leases import BudgetLedger, Refusal, Reservation
 from llm_manager.services.budget_windows import BudgetRule, Ceiling, Hold, resets_at, window_start
 from llm_manager.services.calls import Admission, ChatCall, ProviderFactory
 from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.services.invalidation import Invalidations, TtlCache
 from llm_manager.services.pricing import Pricing
+from llm_manager.services.token_bounds import inputs_token_bound, prompt_token_bound
 from llm_manager.types import Usage
 
 Period = Literal["day", "month", "total"]
 DEFAULT_COMPLETION_CEILING = 4096
 """Completion tokens reserved for a call that sets no `max_tokens` on a model of unknown size."""
+HELD_BACK_RETRY_AFTER = 1.0
+"""The `Retry-After` of a call refused while calls in flight hold the room it needs."""
 BUDGETS_TTL = 1.0
 """Seconds a process may reuse the list of budgets that apply to a caller without asking the database."""
 BUDGETS_TOPIC = "budgets"
@@ -328,8 +330,8 @@ class BudgetService:
                     f"{_scope_text(hold.budget)} cannot be enforced; set a price override on the configuration"
                 )
         held = await self.ledger.reserve(holds)
-        if isinstance(held, Hold):
-            raise _exceeded(held, now)
+        if isinstance(held, Refusal):
+            raise _held_back(held.hold) if held.held_back else _exceeded(held.hold, now)
         return held
 
     async def _rules(self, key: _CallerKey) -> tuple[BudgetRule, ...]:
@@ -341,9 +343,12 @@ class BudgetService:
             return tuple(BudgetRule.of(budget) for budget in await _applicable_budgets(session, *key))
 
     def _call_ceiling(self, configuration: ResolvedConfiguration, call: ChatCall) -> Ceiling:
-        prompt_tokens = sum(estimate_tokens(message.content or "") for message in call.messages)
+        """The most the call may cost: an upper bound on its prompt (not an estimate), so no call's
+        real cost overruns its hold however many run at once."""
         if call.operation == "embed":
-            return self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=0)
+            inputs = inputs_token_bound(message.content or "" for message in call.messages)
+            return self.ceiling(configuration, prompt_tokens=inputs, params_max=0)
+        prompt_tokens = prompt_token_bound(call.messages, call.tools)
         params_max = configuration.params.merged(call.overrides).max_tokens
         return self.ceiling(configuration, prompt_tokens=prompt_tokens, params_max=params_max)
 
@@ -425,6 +430,15 @@ def _exceeded(hold: Hold, now: datetime) -> BudgetExceededError:
         f"the {period} budget of {' / '.join(limits)} on {_scope_text(budget)} would be exceeded by this "
         f"call (reserving up to {hold.ceiling.tokens:,} tokens){when}",
         retry_after=(reset - now).total_seconds() if reset else None,
+    )
+
+
+def _held_back(hold: Hold) -> BudgetExceededError:
+    period = {"day": "daily", "month": "monthly", "total": "total"}[hold.budget.period]
+    return BudgetExceededError(
+        f"the {period} budget on {_scope_text(hold.budget)} has room left, but calls in flight hold it "
+        f"(this call would reserve up to {hold.ceiling.tokens:,} tokens); retry in a moment",
+        retry_after=HELD_BACK_RETRY_AFTER,
     )
 
 
