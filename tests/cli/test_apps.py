@@ -141,3 +141,6 @@ def test_serve_passes_its_options_to_uvicorn(
     assert (chosen["workers"], chosen["timeout_graceful_shutdown"], chosen["port"]) == (4, 5, 9000)
     assert "--workers" in cli("serve", "--workers", "0", exit_code=2).stderr
     assert len(calls) == 2
+    monkeypatch.setenv("LLM_MANAGER_SHUTDOWN_GRACE", "4.5")
+    cli("serve")
+    assert calls[-1][1]["timeout_graceful_shutdown"] == 15  # the streams' grace, then 10 s to end them

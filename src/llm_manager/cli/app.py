@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import sys
 from dataclasses import asdict
@@ -134,6 +135,11 @@ def usage(
     consoles()[0].print(usage_table(page.rows))
 
 
+STREAM_END_MARGIN = 10
+"""Seconds past the shutdown grace before uvicorn closes connections: the streams it ended send their
+`error` event and are accounted in that time."""
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -146,11 +152,18 @@ def serve(
         ),
     ] = 1,
     graceful_timeout: Annotated[
-        int,
-        typer.Option(min=0, help="Seconds to let calls in flight finish on shutdown before closing them."),
-    ] = 30,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seconds calls in flight may take on shutdown before their connections are closed. "
+            "Default: LLM_MANAGER_SHUTDOWN_GRACE + 10, so streams still open when the grace ends "
+            "get their error event first.",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP server (migrates the database first)."""
+    if graceful_timeout is None:
+        graceful_timeout = math.ceil(load_settings().shutdown_grace) + STREAM_END_MARGIN
     uvicorn.run(
         "llm_manager.server.app:serve_app",
         factory=True,

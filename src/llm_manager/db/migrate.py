@@ -65,10 +65,15 @@ def _alembic_head() -> str | None:
 
 
 async def upgrade_to_head(database: Database) -> None:
-    """Migrate unless the database already is at head (checked first, without taking the lock)."""
-    if await current_revision(database) == head_revision():
-        return
+    """Migrate unless the database already is at head.
+
+    On SQLite the check runs under the file lock too: it opens the process's first connection,
+    which switches a brand-new file to WAL, and processes starting together on one new file
+    raced on that switch ("database is locked").
+    """
     with _sqlite_file_lock(database.url):
+        if await current_revision(database) == head_revision():
+            return
         async with database.engine.begin() as connection:
             if not database.is_sqlite:
                 await connection.execute(text(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})"))
