@@ -25,6 +25,7 @@ from llm_manager.services.budget_windows import Ceiling, nanos, window_start
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.lease_rows import reclaim_expired
 from llm_manager.services.token_bounds import prompt_token_bound
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
@@ -214,7 +215,7 @@ async def test_a_settlement_after_its_lease_was_reclaimed_does_not_release_twice
         # This process stalled past the lease's expiry and another process reclaimed it.
         async with llm.services.database.session() as session:
             await session.execute(update(BudgetLease).values(expires_at=utcnow() - timedelta(seconds=1)))
-        await budget_leases._reclaim_expired(llm.services.database)
+        await reclaim_expired(llm.services.database)
         assert (await _window(llm)).reserved_usd == 0
         async for _ in stream:
             pass

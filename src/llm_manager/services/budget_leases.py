@@ -23,8 +23,8 @@ ceilings of calls in flight or by other processes' leases. It waits up to `HELD_
 long enough for idle leases to come back — retrying, and is then refused as held back (a retry
 in a moment may fit) rather than as spent (nothing fits until the period resets).
 
-Each lease is also a row (`budget_leases`) holding its amount — free capacity plus the ceilings of
-its calls not yet settled — and an expiry the holder keeps extending. A crashed process's lease
+Each lease is also a row (`budget_leases`, written by `lease_rows`) holding its amount — free
+capacity plus the ceilings of its calls not yet settled — and an expiry the holder keeps extending. A crashed process's lease
 expires after `LEASE_TTL` seconds; the next process about to refuse a call reclaims it (deletes the
 row and takes its amount off `reserved`). A settlement whose lease row is gone books its cost but
 takes nothing off `reserved`: the reclaim already did.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -46,12 +45,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Update, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_manager.db.base import new_id, table_of, utcnow
-from llm_manager.db.session import Database, core_insert
-from llm_manager.db.tables import BudgetLease
+from llm_manager.db.base import new_id, utcnow
+from llm_manager.db.session import Database
 from llm_manager.services.accounting import UsageWriter
 from llm_manager.services.budget_windows import (
     BudgetRule,
@@ -62,7 +59,17 @@ from llm_manager.services.budget_windows import (
     fits_unreserved,
     nanos,
     try_reserve,
-    unreserve,
+)
+from llm_manager.services.lease_rows import (
+    LeaseReturn,
+    add_to_lease,
+    delete_empty_leases,
+    extend_lease,
+    extend_leases,
+    insert_lease,
+    reclaim_expired,
+    shrink_lease,
+    write_returns,
 )
 from llm_manager.types import Usage
 
@@ -147,13 +154,15 @@ class _Lease:
         self.free_tokens -= hold.tokens
         self.last_used = now
 
-    def drain(self) -> _Return | None:
+    def drain(self) -> LeaseReturn | None:
         """Stop offering the free capacity; what must go back to the window, if anything."""
         self.epoch += 1
         self.calls = LEASE_CALLS
         if not (self.free_nanos or self.free_tokens):
             return None
-        returned = _Return(lease_id=self.id, key=self.key, usd_nanos=self.free_nanos, tokens=self.free_tokens)
+        returned = LeaseReturn(
+            lease_id=self.id, key=self.key, usd_nanos=self.free_nanos, tokens=self.free_tokens
+        )
         self.free_nanos = self.free_tokens = 0
         return returned
 
@@ -163,14 +172,6 @@ class _Lease:
         self.stored = False
         self.epoch += 1
         self.free_nanos = self.free_tokens = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Return:
-    lease_id: str
-    key: WindowKey
-    usd_nanos: int
-    tokens: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,7 +212,7 @@ class BudgetLedger:
         self._writer = writer
         self._clock = clock
         self._leases: dict[WindowKey, _Lease] = {}
-        self._returns: list[_Return] = []
+        self._returns: list[LeaseReturn] = []
         self._windows: set[WindowKey] = set()
         """Windows known to exist, so a top-up needs no INSERT first (forgotten on any doubt)."""
         self._lock = asyncio.Lock()
@@ -338,7 +339,7 @@ class BudgetLedger:
                 lease.free_tokens += item.hold.tokens
             else:  # the lease was drained since: its capacity is on the way back already
                 self._queue_return(
-                    _Return(
+                    LeaseReturn(
                         lease_id=lease.id,
                         key=lease.key,
                         usd_nanos=item.hold.usd_nanos,
@@ -382,7 +383,7 @@ class BudgetLedger:
                 expires = utcnow() + timedelta(seconds=LEASE_TTL)
                 for hold in wanting:
                     lease = self._leases[hold.key]
-                    if lease.stored and not await _extend(connection, lease, expires):
+                    if lease.stored and not await extend_lease(connection, lease.id, expires):
                         lease.lost()
                     usd, tokens = await _grant(connection, hold, lease, ample_only=ample_only)
                     await _store(connection, lease, usd, tokens, expires, self._holder)
@@ -401,10 +402,10 @@ class BudgetLedger:
         if self._writer is not None:
             await self._writer.flush()
         await self._write_returns()
-        await _reclaim_expired(self._database)
+        await reclaim_expired(self._database)
         self._windows.clear()
 
-    def _queue_return(self, returned: _Return | None) -> None:
+    def _queue_return(self, returned: LeaseReturn | None) -> None:
         if returned is not None:
             self._returns.append(returned)
             self._ensure_sweeper()
@@ -415,7 +416,7 @@ class BudgetLedger:
             return
         try:
             async with self._database.transaction() as connection:
-                await _write_returns(connection, returns)
+                await write_returns(connection, returns)
         except BaseException:
             self._returns[:0] = returns  # written on the next sweep
             raise
@@ -443,7 +444,7 @@ class BudgetLedger:
         if now - self._extended_at >= _EXTEND_EVERY:
             self._extended_at = now
             await self._extend_all()
-            await _reclaim_expired(self._database)
+            await reclaim_expired(self._database)
         await self._delete_empty_rows()
 
     async def _extend_all(self) -> None:
@@ -452,16 +453,7 @@ class BudgetLedger:
             return
         expires = utcnow() + timedelta(seconds=LEASE_TTL)
         async with self._database.transaction() as connection:
-            alive = set(
-                (
-                    await connection.scalars(
-                        update(BudgetLease)
-                        .where(BudgetLease.id.in_(list(stored)))
-                        .values(expires_at=expires)
-                        .returning(BudgetLease.id)
-                    )
-                ).all()
-            )
+            alive = await extend_leases(connection, list(stored), expires)
         for lease_id, lease in stored.items():
             if lease_id not in alive and lease.id == lease_id:  # not renewed by a top-up meanwhile
                 lease.lost()
@@ -478,19 +470,7 @@ class BudgetLedger:
         if not idle:
             return
         async with self._lock, self._database.transaction() as connection:
-            deleted = set(
-                (
-                    await connection.scalars(
-                        delete(BudgetLease)
-                        .where(
-                            BudgetLease.id.in_([lease.id for lease in idle]),
-                            BudgetLease.usd_nanos <= 0,
-                            BudgetLease.tokens <= 0,
-                        )
-                        .returning(BudgetLease.id)
-                    )
-                ).all()
-            )
+            deleted = await delete_empty_leases(connection, [lease.id for lease in idle])
             for lease in idle:
                 unused = not (lease.free_nanos or lease.free_tokens)
                 if (
@@ -545,7 +525,7 @@ class _Settlement:
                 amounts[1] += hold.tokens
         alive = set()
         for lease_id, (usd, tokens) in held.items():
-            if await _shrink(connection, lease_id, usd, tokens):
+            if await shrink_lease(connection, lease_id, usd, tokens):
                 alive.add(lease_id)
         changes: dict[WindowKey, WindowChange] = {}
         for settlement in writes:
@@ -576,98 +556,13 @@ async def _grant(
     raise _RefusedError(hold)
 
 
-async def _extend(connection: AsyncConnection, lease: _Lease, expires: datetime) -> bool:
-    """Push the row's expiry; False when it is gone (another process reclaimed it)."""
-    result = await connection.execute(_extend_statement(), {"lease_id": lease.id, "expires": expires})
-    return result.first() is not None
-
-
 async def _store(
     connection: AsyncConnection, lease: _Lease, usd: int, tokens: int, expires: datetime, holder: str
 ) -> None:
+    """Add a grant to the lease's row, or create the row with it."""
     if lease.stored:
-        await _add(connection, lease.id, usd, tokens)
+        await add_to_lease(connection, lease.id, usd, tokens)
         return
-    budget_id, start = lease.key
-    await connection.execute(
-        core_insert(BudgetLease),
-        {
-            "id": lease.id,
-            "budget_id": budget_id,
-            "window_start": start,
-            "usd_nanos": usd,
-            "tokens": tokens,
-            "holder": holder,
-            "expires_at": expires,
-        },
+    await insert_lease(
+        connection, lease_id=lease.id, key=lease.key, usd=usd, tokens=tokens, expires=expires, holder=holder
     )
-
-
-async def _shrink(connection: AsyncConnection, lease_id: str, usd: int, tokens: int) -> bool:
-    """Take settled ceilings off a lease row; False when the row is gone (reclaimed)."""
-    return await _add(connection, lease_id, -usd, -tokens)
-
-
-async def _add(connection: AsyncConnection, lease_id: str, usd: int, tokens: int) -> bool:
-    """Add to a lease row's amounts; False when the row is gone (reclaimed)."""
-    result = await connection.execute(
-        _add_statement(), {"lease_id": lease_id, "add_usd": usd, "add_tokens": tokens}
-    )
-    return result.first() is not None
-
-
-# Built once and run with parameters: building and cache-keying a statement per top-up or
-# settlement was half of what each cost the event loop.
-
-
-@functools.cache
-def _extend_statement() -> Update:
-    return _lease_update().values(expires_at=bindparam("expires"))
-
-
-@functools.cache
-def _add_statement() -> Update:
-    lease = table_of(BudgetLease).c
-    return _lease_update().values(
-        usd_nanos=lease.usd_nanos + bindparam("add_usd"), tokens=lease.tokens + bindparam("add_tokens")
-    )
-
-
-def _lease_update() -> Update:
-    """UPDATE one lease row by id, returning the id: no row back means another process reclaimed it."""
-    lease = table_of(BudgetLease).c
-    return update(table_of(BudgetLease)).where(lease.id == bindparam("lease_id")).returning(lease.id)
-
-
-async def _write_returns(connection: AsyncConnection, returns: Sequence[_Return]) -> None:
-    totals: dict[WindowKey, list[int]] = {}
-    for returned in returns:
-        if await _shrink(connection, returned.lease_id, returned.usd_nanos, returned.tokens):
-            amounts = totals.setdefault(returned.key, [0, 0])
-            amounts[0] += returned.usd_nanos
-            amounts[1] += returned.tokens
-    for key, (usd, tokens) in totals.items():
-        await unreserve(connection, key, usd, tokens)
-
-
-async def _reclaim_expired(database: Database) -> None:
-    """Delete leases whose holder stopped extending them, and take their amounts off `reserved`.
-
-    Deleting with RETURNING makes each row's amount go back exactly once, even when several
-    processes reclaim at the same moment.
-    """
-    async with database.transaction() as connection:
-        rows = (
-            await connection.execute(
-                delete(BudgetLease)
-                .where(BudgetLease.expires_at < utcnow())
-                .returning(
-                    BudgetLease.budget_id, BudgetLease.window_start, BudgetLease.usd_nanos, BudgetLease.tokens
-                )
-            )
-        ).all()
-        for budget_id, start, usd, tokens in rows:
-            if usd or tokens:
-                await unreserve(connection, (budget_id, start), usd, tokens)
-    if rows:
-        logger.info("reclaimed %d expired budget lease(s)", len(rows))
