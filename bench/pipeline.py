@@ -44,7 +44,7 @@ from llm_manager.db.tables import UsageLog
 from llm_manager.manager import LLMManager
 from llm_manager.providers._http import UpstreamClient
 from llm_manager.providers._wire import new_http_client
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcripts

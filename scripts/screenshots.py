@@ -33,7 +33,7 @@ from llm_manager.services.accounting import UsageRecord
 from llm_manager.services.activity import Actor
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.conversations import ConversationOwner, Viewer
 from llm_manager.services.seed import seed_defaults
 from llm_manager.services.templates import TemplateDraft

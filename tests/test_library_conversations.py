@@ -10,7 +10,7 @@ import pytest
 from llm_manager import TextDelta
 from llm_manager.errors import NotFoundError
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.conversations import ConversationOwner, Viewer
 from llm_manager.services.usage import UsageFilter
 from llm_manager.types import StreamEvent

@@ -35,7 +35,8 @@ from llm_manager.services.applications import ApplicationService
 from llm_manager.services.budgets import BudgetGuard, BudgetService
 from llm_manager.services.calls import CallContext, ChatCall, Guard, ProviderFactory, RetryPolicy
 from llm_manager.services.chat import ChatService, ChatStream
-from llm_manager.services.configurations import ConfigurationService, parse_params
+from llm_manager.services.configuration_specs import parse_params
+from llm_manager.services.configurations import ConfigurationService
 from llm_manager.services.conversation_replies import ConversationReplies
 from llm_manager.services.conversations import ConversationOwner, ConversationService, Viewer
 from llm_manager.services.metrics import MetricService

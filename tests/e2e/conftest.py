@@ -27,7 +27,7 @@ from playwright.sync_api import (
 
 from llm_manager.manager import LLMManager
 from llm_manager.server.app import create_app
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.seed import seed_defaults
 from llm_manager.settings import Settings
 from llm_manager.testing.live_server import serve_in_thread

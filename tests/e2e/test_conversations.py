@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.conversations import ConversationOwner, ConversationPage, Viewer
 from tests.e2e.conftest import ADMIN_EMAIL, PHONE, Site
 

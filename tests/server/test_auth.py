@@ -11,7 +11,7 @@ from sqlalchemy import update
 from llm_manager.db.base import utcnow
 from llm_manager.db.tables import ApiToken
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from tests.server.conftest import Gateway
 
 _BODY = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BudgetSpec
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from tests.server.conftest import Gateway
 
 _BODY = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from tests.server.conftest import Gateway

@@ -13,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from tests.server.conftest import Gateway

@@ -17,7 +17,7 @@ from llm_manager.db.migrate import alembic_config, head_revision, upgrade_to_hea
 from llm_manager.db.session import Database
 from llm_manager.manager import LLMManager
 from llm_manager.server import health
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.testing.fake_upstream import FakeUpstream
 from tests.server.conftest import Gateway
 

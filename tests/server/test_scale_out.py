@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from llm_manager.db.tables.secrets import EncryptionKey
 from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BudgetSpec
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.secrets import KeyRing, SecretsService
 from llm_manager.services.token_bounds import prompt_token_bound
 from llm_manager.services.usage import UsageFilter, UsageRow

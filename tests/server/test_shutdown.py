@@ -21,7 +21,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.usage import UsageRow
 from llm_manager.settings import Settings
 from tests.server.processes import ServerProcess, running_servers

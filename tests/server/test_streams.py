@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.usage import UsageRow
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream

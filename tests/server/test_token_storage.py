@@ -16,7 +16,7 @@ from sqlalchemy import text
 from llm_manager.db.session import Database
 from llm_manager.manager import LLMManager
 from llm_manager.server.app import create_app
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.settings import Settings
 from tests.server.conftest import Gateway
 

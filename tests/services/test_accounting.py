@@ -9,7 +9,7 @@ from llm_manager import CallContext, LLMManager
 from llm_manager.db.session import Database
 from llm_manager.db.tables import UsageDaily, UsageLog
 from llm_manager.services.accounting import UsageRecord, UsageWriter
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.settings import Settings
 
 

@@ -22,7 +22,7 @@ from llm_manager.services import budget_leases
 from llm_manager.services.budget_windows import Ceiling
 from llm_manager.services.budgets import HELD_BACK_RETRY_AFTER, BudgetSpec
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.token_bounds import (
     MESSAGE_ALLOWANCE,
     REQUEST_ALLOWANCE,

@@ -24,7 +24,7 @@ from llm_manager.services.budget_leases import LEASE_CALLS, LEASE_SHARE
 from llm_manager.services.budget_windows import Ceiling, nanos, window_start
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.lease_rows import reclaim_expired
 from llm_manager.services.token_bounds import prompt_token_bound
 from llm_manager.settings import Settings

@@ -21,7 +21,7 @@ from llm_manager.services import budget_leases
 from llm_manager.services.budget_windows import Ceiling
 from llm_manager.services.budgets import BudgetSpec, BudgetView
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.token_bounds import inputs_token_bound, prompt_token_bound
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
 from llm_manager.testing.transcripts import openai

@@ -12,7 +12,7 @@ from llm_manager.errors import BudgetExceededError
 from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BudgetSpec, resets_at, window_start
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.token_bounds import prompt_token_bound
 from llm_manager.services.tokens import IssuedToken
 from llm_manager.types import Message

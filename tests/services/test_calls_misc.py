@@ -12,7 +12,8 @@ from llm_manager import LLMManager, SyncLLMManager
 from llm_manager.errors import AuthenticationError, GuardRefusedError, InvalidInputError
 from llm_manager.providers._wire import decode_base64_floats
 from llm_manager.services.calls import ChatCall
-from llm_manager.services.configurations import ConfigurationCreate, ResolvedConfiguration
+from llm_manager.services.configuration_specs import ConfigurationCreate
+from llm_manager.services.configurations import ResolvedConfiguration
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
 from llm_manager.testing.transcripts import ollama, openai

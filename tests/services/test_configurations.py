@@ -8,7 +8,7 @@ from pydantic import SecretStr, ValidationError
 from llm_manager import LLMManager
 from llm_manager.errors import ConflictError, InvalidInputError, InvalidParameterError, NotFoundError
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate, ConfigurationUpdate
+from llm_manager.services.configuration_specs import ConfigurationCreate, ConfigurationUpdate
 
 KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
 

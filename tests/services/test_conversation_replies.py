@@ -16,7 +16,7 @@ from llm_manager.manager import LLMManager
 from llm_manager.providers._wire import estimate_tokens
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate, ConfigurationUpdate
+from llm_manager.services.configuration_specs import ConfigurationCreate, ConfigurationUpdate
 from llm_manager.services.context_window import SAFETY_MARGIN, ContextWindowError, message_tokens
 from llm_manager.services.conversation_replies import SUMMARY_INSTRUCTIONS, SUMMARY_PREFIX
 from llm_manager.services.conversations import ConversationOwner, ConversationView, MessageView, Viewer

@@ -12,7 +12,7 @@ import pytest
 
 from llm_manager.errors import InvalidInputError, NotFoundError
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.conversations import (
     ConversationChanges,
     ConversationFilter,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from llm_manager import LLMManager, TextDelta
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 
 
 async def test_demo_stream_is_accounted(llm: LLMManager) -> None:

@@ -20,7 +20,7 @@ from llm_manager.errors import BudgetExceededError, UnauthenticatedError
 from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BUDGETS_TTL, BudgetSpec
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.invalidation import TtlCache
 from llm_manager.services.tokens import PRINCIPAL_TTL
 from llm_manager.settings import Settings

@@ -10,7 +10,7 @@ import pytest
 
 from llm_manager import LLMManager, TextDelta
 from llm_manager.errors import UpstreamTimeoutError
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.settings import Settings
 
 

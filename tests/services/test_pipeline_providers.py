@@ -12,7 +12,7 @@ import pytest
 
 from llm_manager import LLMManager, ProviderError, TextDelta
 from llm_manager.errors import AuthenticationError, UnavailableError
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.usage import UsageRow
 from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from llm_manager import LLMManager
 from llm_manager.errors import SecretError, SettingsError
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.secrets import KeyRing, ensure_key_file, fingerprint, load_key_ring
 from llm_manager.settings import Settings
 

@@ -11,7 +11,7 @@ import pytest
 from llm_manager import TextDelta
 from llm_manager.errors import ConflictError, InvalidInputError, NotFoundError
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.prompt_rendering import TemplateError, TemplateRenderer, parse_variable_specs
 from llm_manager.services.templates import TemplateDraft
 from llm_manager.services.usage import UsageFilter, UsageRow

@@ -26,7 +26,7 @@ from llm_manager.cli.rendering import result_summary
 from llm_manager.cli.templates import parse_variables
 from llm_manager.manager import LLMManager
 from llm_manager.services.chat import ChatStream
-from llm_manager.services.configurations import parse_params
+from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.templates import RenderedTemplate
 from llm_manager.types import ChatResult, TextDelta
 

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from llm_manager.cli._runtime import consoles, fail, money, parse_pairs, print_json, run
 from llm_manager.cli.rendering import result_summary
-from llm_manager.services.configurations import ConfigurationCreate, ConfigurationView
+from llm_manager.services.configuration_specs import ConfigurationCreate
+from llm_manager.services.configurations import ConfigurationView
 
 app = typer.Typer(
     help="Manage named configurations (provider + model + parameters + key).", no_args_is_help=True

@@ -27,7 +27,7 @@ from llm_manager.cli.conversations import VIEWER, find_conversation, forget_if_e
 from llm_manager.cli.rendering import result_summary
 from llm_manager.errors import LLMManagerError
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import parse_params
+from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.conversations import ConversationView
 from llm_manager.settings import load_settings
 from llm_manager.types import ChatResult, TextDelta

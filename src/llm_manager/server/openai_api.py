@@ -35,7 +35,7 @@ from llm_manager.server.lifecycle import Lifecycle, ShuttingDownError
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
 from llm_manager.services.chat import ChatStream
-from llm_manager.services.configurations import parse_params
+from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.conversations import ConversationOwner, ConversationView, Viewer
 from llm_manager.services.tokens import Principal
 from llm_manager.types import (

@@ -39,7 +39,7 @@ from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.services.calls import ChatCall
 from llm_manager.services.chat import ChatStream
-from llm_manager.services.configurations import parse_params
+from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.streams import PendingStream, StreamOwner, new_stream_id, new_ticket
 from llm_manager.services.tokens import Principal
 from llm_manager.types import Message, StreamEvent, TextDelta

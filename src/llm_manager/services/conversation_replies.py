@@ -25,7 +25,8 @@ from llm_manager.db.tables import Conversation, ConversationMessage
 from llm_manager.errors import InvalidInputError, ProviderError
 from llm_manager.services.calls import CallContext, CallOutcome, ChatCall
 from llm_manager.services.chat import ChatService, ChatStream
-from llm_manager.services.configurations import ConfigurationService, ResolvedConfiguration, parse_params
+from llm_manager.services.configuration_specs import parse_params
+from llm_manager.services.configurations import ConfigurationService, ResolvedConfiguration
 from llm_manager.services.context_window import (
     DEFAULT_CONTEXT_LENGTH,
     ContextPlan,

@@ -22,7 +22,8 @@ from llm_manager.db.base import new_id, utcnow
 from llm_manager.db.session import Database
 from llm_manager.db.tables import Conversation, ConversationMessage
 from llm_manager.errors import InvalidInputError, NotFoundError
-from llm_manager.services.configurations import ConfigurationService, parse_params
+from llm_manager.services.configuration_specs import parse_params
+from llm_manager.services.configurations import ConfigurationService
 
 ContextStrategy = Literal["truncate", "summarize"]
 CONTEXT_STRATEGIES: tuple[str, ...] = ("truncate", "summarize")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from llm_manager.errors import NotFoundError
-from llm_manager.services.configurations import ConfigurationCreate, ConfigurationService
+from llm_manager.services.configuration_specs import ConfigurationCreate
+from llm_manager.services.configurations import ConfigurationService
 
 OLLAMA_URL = "http://localhost:11434"
 DEFAULT_CONFIGURATIONS = (

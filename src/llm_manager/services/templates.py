@@ -29,7 +29,7 @@ from llm_manager.db.tables import (
 )
 from llm_manager.errors import ConflictError, InvalidInputError, NotFoundError
 from llm_manager.services.accounting import UsageWriter
-from llm_manager.services.configurations import parse_params
+from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.prompt_rendering import (
     RenderedPrompt,
     TemplateRenderer,

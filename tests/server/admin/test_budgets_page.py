@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from llm_manager.manager import LLMManager
 from llm_manager.services.budgets import BudgetSpec, BudgetView
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from tests.server.admin.conftest import Admin, Browser
 
 FORM = {"application": "billing", "period": "month", "limit_usd": "10", "limit_tokens": "", "hard": "1"}

@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate, ConfigurationView
+from llm_manager.services.configuration_specs import ConfigurationCreate
+from llm_manager.services.configurations import ConfigurationView
 from tests.server.admin.conftest import Admin, Browser
 
 SECRET = "sk-test-SUPERSECRET-key-9f8e7d"

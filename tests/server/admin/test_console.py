@@ -14,7 +14,7 @@ import pytest
 
 from llm_manager.manager import LLMManager
 from llm_manager.services.calls import CallContext, ChatCall
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.usage import UsageRow
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript

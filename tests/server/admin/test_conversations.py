@@ -14,7 +14,7 @@ import pytest
 from llm_manager.manager import LLMManager
 from llm_manager.server.admin import _markdown
 from llm_manager.services.accounts import PERMISSIONS
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.conversations import ConversationOwner, ConversationView, Viewer
 from tests.server.admin.conftest import PASSWORD, Admin, Browser
 from tests.server.conftest import Gateway

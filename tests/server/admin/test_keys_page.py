@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.secrets import KeyStatus, fingerprint
 from llm_manager.settings import Settings
 from tests.server.admin.conftest import Admin, Browser

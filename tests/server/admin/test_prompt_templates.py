@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.templates import TemplateDraft, TemplateVersionView, TemplateView
 from tests.server.admin.conftest import Admin
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from llm_manager.errors import ProviderError
 from llm_manager.manager import LLMManager
 from llm_manager.services.calls import CallContext, ChatCall
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from llm_manager.types import Message

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from llm_manager.manager import LLMManager
 from llm_manager.services.calls import CallContext
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.types import ChatResult
 from tests.server.conftest import Gateway
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from llm_manager.manager import LLMManager
-from llm_manager.services.configurations import ConfigurationCreate
+from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.usage import UsageRow
 from tests.server.api.conftest import Api
 from tests.server.conftest import Gateway

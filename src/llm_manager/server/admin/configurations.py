@@ -24,13 +24,8 @@ from llm_manager.errors import ConflictError, GuardRefusedError, InvalidInputErr
 from llm_manager.server.admin._pages import PageRenderer, field_errors, redirect
 from llm_manager.server.admin._session import Needs, actor
 from llm_manager.server.deps import Manager
-from llm_manager.services.configurations import (
-    ConfigurationCreate,
-    ConfigurationUpdate,
-    ConfigurationView,
-    ProviderType,
-    parse_params,
-)
+from llm_manager.services.configuration_specs import ConfigurationCreate, ConfigurationUpdate, parse_params
+from llm_manager.services.configurations import ConfigurationView, ProviderType
 from llm_manager.services.web_sessions import SessionUser
 from llm_manager.types import ModelInfo
 

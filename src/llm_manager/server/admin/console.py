@@ -34,7 +34,8 @@ from llm_manager.server.lifecycle import Lifecycle
 from llm_manager.server.observability import GatewayMetrics
 from llm_manager.server.streams import error_event, relay_when_started
 from llm_manager.services.calls import CallContext, ChatCall
-from llm_manager.services.configurations import ConfigurationView, parse_params
+from llm_manager.services.configuration_specs import parse_params
+from llm_manager.services.configurations import ConfigurationView
 from llm_manager.services.streams import PendingStream, StreamOwner, new_stream_id, new_ticket
 from llm_manager.services.usage import UsageFilter, UsagePage
 from llm_manager.services.web_sessions import SessionUser

@@ -22,12 +22,12 @@ from llm_manager.server.api.schemas import (
 )
 from llm_manager.server.auth import ManagementCaller
 from llm_manager.server.deps import Manager
-from llm_manager.services.configurations import (
+from llm_manager.services.configuration_specs import (
     ConfigurationCreate,
     ConfigurationFields,
     ConfigurationUpdate,
-    ConfigurationView,
 )
+from llm_manager.services.configurations import ConfigurationView
 from llm_manager.services.tokens import Principal
 
 router = APIRouter(prefix="/configurations", tags=["configurations"])
