@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import FAST, Cli, json_output
 
 
@@ -22,6 +24,21 @@ def test_usage_table_shows_the_call(cli: Cli, data_dir: Path) -> None:
     assert FAST in result.stdout
     assert "demo-chat" in result.stdout
     assert reply["log_id"] in result.stdout
+
+
+def test_usage_in_80_columns_keeps_one_line_a_call_and_says_where_the_rest_is(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = json_output(cli("chat", FAST, "hello", "--json"))
+    monkeypatch.setenv("COLUMNS", "80")
+
+    lines = cli("usage").stdout.splitlines()
+
+    assert max(len(line) for line in lines) <= 80
+    [call] = [line for line in lines if FAST in line]
+    assert "ok" in call
+    assert reply["log_id"] not in "\n".join(lines)
+    assert "--json" in lines[-1]
 
 
 def test_usage_json_has_tokens_cost_latency_ttft_and_status(cli: Cli, data_dir: Path) -> None:

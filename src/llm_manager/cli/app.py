@@ -132,7 +132,8 @@ def usage(
     if not page.rows:
         consoles()[1].print('No calls yet. Try [bold]llm-manager chat demo "hello"[/].')
         return
-    consoles()[0].print(usage_table(page.rows))
+    output = consoles()[0]
+    output.print(usage_table(page.rows, width=output.width))
 
 
 STREAM_END_MARGIN = 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -25,24 +26,46 @@ def result_summary(result: ChatResult) -> Text:
     )
 
 
-def usage_table(rows: Sequence[UsageRow]) -> Table:
+_UNBOUNDED = 10_000
+
+
+def usage_table(rows: Sequence[UsageRow], *, width: int) -> Table:
+    """Every column where the terminal is wide enough; otherwise the columns one scans first.
+
+    Squeezed into 80 columns the full table wrapped each row over several lines; a narrow table
+    leaves out the model, time to first token and log id, and its caption says where they are.
+    """
+    full = _usage_table(rows, narrow=False)
+    if Console(width=_UNBOUNDED).measure(full).maximum <= width:  # its natural width, not clamped
+        return full
+    narrow = _usage_table(rows, narrow=True)
+    narrow.caption = " ".join(
+        filter(None, [narrow.caption, "Model, TTFT and log id: --json, or a wider terminal."])
+    )
+    return narrow
+
+
+def _usage_table(rows: Sequence[UsageRow], *, narrow: bool) -> Table:
     table = Table(title="Recent calls", header_style="bold")
-    for column, justify in (
-        ("time (UTC)", "left"),
-        ("configuration", "left"),
-        ("model", "left"),
-        ("status", "left"),
-        ("tokens in+out", "right"),
-        ("cost", "right"),
-        ("latency", "right"),
-        ("ttft", "right"),
-        ("log id", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=column in ("log id", "time (UTC)"))  # type: ignore[arg-type]
+    columns = [
+        ("time (UTC)", "left", True),
+        ("configuration", "left", True),
+        ("model", "left", not narrow),
+        ("status", "left", True),
+        ("tokens in+out", "right", True),
+        ("cost", "right", True),
+        ("latency", "right", True),
+        ("ttft", "right", not narrow),
+        ("log id", "left", not narrow),
+    ]
+    shown = [shown for _, _, shown in columns]
+    for column, justify, visible in columns:
+        if visible:
+            table.add_column(column, justify=justify, no_wrap=column in ("log id", "time (UTC)"))  # type: ignore[arg-type]
     for row in rows:
         tokens = f"{row.prompt_tokens}+{row.completion_tokens}" + ("*" if row.tokens_estimated else "")
-        table.add_row(
-            row.created_at.strftime("%m-%d %H:%M:%S"),
+        cells = [
+            row.created_at.strftime("%m-%d %H:%M" if narrow else "%m-%d %H:%M:%S"),
             row.configuration,
             row.model,
             Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
@@ -51,7 +74,8 @@ def usage_table(rows: Sequence[UsageRow]) -> Table:
             f"{row.latency_ms} ms",
             "-" if row.ttft_ms is None else f"{row.ttft_ms} ms",
             row.id,
-        )
+        ]
+        table.add_row(*(cell for cell, visible in zip(cells, shown, strict=True) if visible))
     if any(row.tokens_estimated for row in rows):
-        table.caption = "* estimated: the provider did not report tokens"
+        table.caption = "* estimated: the provider did not report tokens."
     return table
