@@ -38,11 +38,7 @@ def usage_table(rows: Sequence[UsageRow], *, width: int) -> Table:
     full = _usage_table(rows, narrow=False)
     if Console(width=_UNBOUNDED).measure(full).maximum <= width:  # its natural width, not clamped
         return full
-    narrow = _usage_table(rows, narrow=True)
-    narrow.caption = " ".join(
-        filter(None, [narrow.caption, "Model, TTFT and log id: --json, or a wider terminal."])
-    )
-    return narrow
+    return _usage_table(rows, narrow=True)
 
 
 def _usage_table(rows: Sequence[UsageRow], *, narrow: bool) -> Table:
@@ -64,7 +60,7 @@ def _usage_table(rows: Sequence[UsageRow], *, narrow: bool) -> Table:
             table.add_column(column, justify=justify, no_wrap=column in ("log id", "time (UTC)"))  # type: ignore[arg-type]
     for row in rows:
         tokens = f"{row.prompt_tokens}+{row.completion_tokens}" + ("*" if row.tokens_estimated else "")
-        cells = [
+        cells: list[str | Text] = [
             row.created_at.strftime("%m-%d %H:%M" if narrow else "%m-%d %H:%M:%S"),
             row.configuration,
             row.model,
@@ -76,6 +72,10 @@ def _usage_table(rows: Sequence[UsageRow], *, narrow: bool) -> Table:
             row.id,
         ]
         table.add_row(*(cell for cell, visible in zip(cells, shown, strict=True) if visible))
-    if any(row.tokens_estimated for row in rows):
-        table.caption = "* estimated: the provider did not report tokens."
+    notes = (
+        ["* estimated: the provider did not report tokens."] if any(r.tokens_estimated for r in rows) else []
+    )
+    if narrow:
+        notes.append("Model, TTFT and log id: --json, or a wider terminal.")
+    table.caption = " ".join(notes) or None
     return table
