@@ -137,6 +137,29 @@ def test_a_named_tool_choice_without_a_name_is_refused(live: Gateway, upstream: 
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize("mode", ["none", "auto", "required"])
+def test_a_tool_named_like_a_mode_cannot_be_chosen_by_name(
+    live: Gateway, upstream: FakeUpstream, mode: str
+) -> None:
+    """Sent on as the bare name, it would read as the mode: "none" would forbid the very tool."""
+    _configure(live, upstream)
+    response = httpx.post(
+        f"{live.base_url}/v1/chat/completions",
+        json={
+            "model": "gpt",
+            "messages": HI,
+            "tools": [{"type": "function", "function": {"name": mode}}],
+            "tool_choice": {"type": "function", "function": {"name": mode}},
+        },
+        headers=live.headers(live.token()),
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "tool_choice.function.name"
+    assert "rename the tool" in error["message"]
+    assert upstream.requests == []
+
+
 def test_the_full_tools_loop_sends_the_call_and_its_result_back(
     live: Gateway, upstream: FakeUpstream
 ) -> None:

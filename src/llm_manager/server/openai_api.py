@@ -310,6 +310,9 @@ def _params(body: ChatCompletionRequest) -> dict[str, Any]:
     return params
 
 
+_TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
+
+
 async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
     await authorize_configuration(llm, caller, body.model)
     params = _params(body)
@@ -319,6 +322,11 @@ async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manage
         if not name:
             raise InvalidInputError(
                 "tool_choice.function.name is required", field="tool_choice.function.name"
+            )
+        if name in _TOOL_CHOICE_MODES:  # the normalised choice is a mode or a name: it would read as the mode
+            raise InvalidInputError(
+                f"a tool named {name!r} cannot be chosen by name; rename the tool",
+                field="tool_choice.function.name",
             )
         tool_choice_text: str | None = name
     else:
