@@ -160,6 +160,26 @@ def test_a_tool_named_like_a_mode_cannot_be_chosen_by_name(
     assert upstream.requests == []
 
 
+def test_a_developer_message_reaches_the_upstream_as_the_system_message(
+    live: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.add("POST", transcript.CHAT_PATH, transcript.text_completion())
+    _configure(live, upstream)
+    with _client(live, live.token()) as client:
+        client.chat.completions.create(
+            model="gpt",
+            messages=[
+                {"role": "developer", "content": "Answer in French."},
+                {"role": "user", "content": "hi"},
+            ],
+        )
+    [sent] = upstream.requests
+    assert sent.json()["messages"][:2] == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "hi"},
+    ]
+
+
 def test_the_full_tools_loop_sends_the_call_and_its_result_back(
     live: Gateway, upstream: FakeUpstream
 ) -> None:

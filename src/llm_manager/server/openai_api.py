@@ -350,7 +350,8 @@ async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manage
 
 
 def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
-    """OpenAI messages, with text content parts joined; other part types are refused by name."""
+    """OpenAI messages, with text content parts joined (other part types are refused by name) and
+    `developer` messages read as `system`."""
     flattened: list[dict[str, Any]] = []
     for index, message in enumerate(raw):
         content = message.get("content")
@@ -362,6 +363,8 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
                     raise InvalidInputError(f"{field}: only text content parts are supported", field=field)
                 texts.append(str(part.get("text", "")))
             message = {**message, "content": "".join(texts)}
+        if message.get("role") == "developer":  # what newer OpenAI models call the system message
+            message = {**message, "role": "system"}
         flattened.append(message)
     prompt: Prompt = flattened
     return to_messages(prompt)
