@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from llm_manager.errors import BudgetExceededError
 from llm_manager.manager import LLMManager
 from llm_manager.services import budget_leases
-from llm_manager.services.budget_windows import Ceiling
 from llm_manager.services.budgets import HELD_BACK_RETRY_AFTER, BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configuration_specs import ConfigurationCreate
@@ -29,13 +27,10 @@ from llm_manager.services.token_bounds import (
     TOOLS_ALLOWANCE,
     prompt_token_bound,
 )
-from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
 from llm_manager.testing.transcripts import openai
 from llm_manager.types import Message, ToolCall, ToolDefinition
-
-PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}
-MAX_TOKENS = 10
+from tests.services.budget_helpers import MAX_TOKENS, PRICED, demo_budget_setup
 
 
 def test_the_prompt_bound_counts_bytes_and_allows_for_templates_and_tools() -> None:
@@ -98,23 +93,6 @@ async def test_a_hard_budget_holds_when_the_provider_counts_more_than_an_estimat
     assert budget.reserved_tokens == 0
 
 
-async def _demo(llm: LLMManager) -> tuple[CallContext, Ceiling, Decimal]:
-    """The caller, what each call holds, and what it really costs (the demo counts "hi" as 1 token)."""
-    app = await llm.applications.create("shop")
-    await llm.configurations.create(
-        ConfigurationCreate(
-            slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0}, **PRICED
-        )
-    )
-    resolved = (await llm.configurations.resolve_chain("demo", application_id=app.id))[0]
-    prompt = prompt_token_bound([Message(role="user", content="hi")])
-    ceiling = llm.budgets.ceiling(resolved, prompt_tokens=prompt, params_max=MAX_TOKENS)
-    cost = llm.budgets.ceiling(resolved, prompt_tokens=1, params_max=MAX_TOKENS).usd
-    assert ceiling.usd is not None
-    assert cost is not None
-    return CallContext(application_id=app.id), ceiling, cost
-
-
 async def _chat(llm: LLMManager, context: CallContext) -> None:
     await llm.chat("demo", "hi", context=context, max_tokens=MAX_TOKENS)
 
@@ -123,7 +101,7 @@ async def test_a_call_held_back_by_a_call_in_flight_is_refused_with_a_short_retr
     llm: LLMManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(budget_leases, "HELD_WAIT", 0.3)
-    context, ceiling, _ = await _demo(llm)
+    context, ceiling, _ = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(
         BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd * Decimal("1.5"))
@@ -143,7 +121,7 @@ async def test_a_call_waits_for_room_a_call_in_flight_gives_back(
     llm: LLMManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(budget_leases, "HELD_WAIT", 30.0)
-    context, ceiling, _ = await _demo(llm)
+    context, ceiling, _ = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(
         BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd * Decimal("1.5"))
@@ -162,7 +140,7 @@ async def test_a_spent_budget_refuses_at_once_until_the_reset(
     llm: LLMManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(budget_leases, "HELD_WAIT", 30.0)
-    context, ceiling, cost = await _demo(llm)
+    context, ceiling, cost = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd + cost / 2))
     await _chat(llm, context)
@@ -171,13 +149,6 @@ async def test_a_spent_budget_refuses_at_once_until_the_reset(
     assert refused.value.retry_after is not None
     assert refused.value.retry_after > HELD_BACK_RETRY_AFTER
     assert "resets at" in str(refused.value)
-
-
-@pytest.fixture
-async def two_processes(settings: Settings) -> AsyncIterator[list[LLMManager]]:
-    """Two managers on one database, as two server processes would be (no Redis between them)."""
-    async with LLMManager.open(settings) as first, LLMManager.open(settings) as second:
-        yield [first, second]
 
 
 async def test_a_call_waits_for_room_another_process_leased_and_left_idle(
@@ -189,7 +160,7 @@ async def test_a_call_waits_for_room_another_process_leased_and_left_idle(
     monkeypatch.setattr(budget_leases, "_SWEEP_EVERY", 0.05)
     monkeypatch.setattr(budget_leases, "HELD_WAIT", 10.0)
     first, second = two_processes
-    context, ceiling, cost = await _demo(first)
+    context, ceiling, cost = await demo_budget_setup(first)
     assert ceiling.usd is not None
     limit = ceiling.usd * 10
     await first.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=limit))

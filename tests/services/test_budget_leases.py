@@ -7,7 +7,6 @@ processes would see.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,37 +20,13 @@ from llm_manager.errors import BadRequestError, BudgetExceededError
 from llm_manager.manager import LLMManager
 from llm_manager.services import budget_leases
 from llm_manager.services.budget_leases import LEASE_CALLS, LEASE_SHARE
-from llm_manager.services.budget_windows import Ceiling, nanos, window_start
+from llm_manager.services.budget_windows import nanos, window_start
 from llm_manager.services.budgets import BudgetSpec
 from llm_manager.services.calls import CallContext
 from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.services.lease_rows import reclaim_expired
-from llm_manager.services.token_bounds import prompt_token_bound
-from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
-from llm_manager.types import Message
-
-# $1 per million tokens both ways; the demo model uses exactly `max_tokens` completion tokens.
-PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}
-MAX_TOKENS = 10
-
-
-async def _setup(llm: LLMManager) -> tuple[CallContext, Ceiling, Decimal]:
-    """The caller, what each call holds, and what it really costs (the demo counts "hi" as 1 token)."""
-    app = await llm.applications.create("shop")
-    await llm.configurations.create(
-        ConfigurationCreate(
-            slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0}, **PRICED
-        )
-    )
-    resolved = (await llm.configurations.resolve_chain("demo", application_id=app.id))[0]
-    prompt = prompt_token_bound([Message(role="user", content="hi")])
-    ceiling = llm.budgets.ceiling(resolved, prompt_tokens=prompt, params_max=MAX_TOKENS)
-    cost = llm.budgets.ceiling(resolved, prompt_tokens=1, params_max=MAX_TOKENS).usd
-    assert ceiling.usd is not None
-    assert cost is not None
-    assert cost < ceiling.usd
-    return CallContext(application_id=app.id), ceiling, cost
+from tests.services.budget_helpers import MAX_TOKENS, PRICED, budget_window, demo_budget_setup, lease_rows
 
 
 async def _call(llm: LLMManager, context: CallContext) -> bool:
@@ -62,27 +37,15 @@ async def _call(llm: LLMManager, context: CallContext) -> bool:
     return True
 
 
-async def _window(llm: LLMManager) -> BudgetWindow:
-    async with llm.services.database.session() as session:
-        window: BudgetWindow | None = await session.scalar(select(BudgetWindow))
-        assert window is not None
-        return window
-
-
-async def _lease_rows(llm: LLMManager) -> list[BudgetLease]:
-    async with llm.services.database.session() as session:
-        return list((await session.scalars(select(BudgetLease))).all())
-
-
 async def test_one_lease_covers_many_calls_and_reads_see_only_real_spend(llm: LLMManager) -> None:
-    context, ceiling, _ = await _setup(llm)
+    context, ceiling, _ = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     results = [await llm.chat("demo", "hi", context=context, max_tokens=MAX_TOKENS) for _ in range(5)]
     await llm.services.writer.flush()
 
-    [row] = await _lease_rows(llm)  # one lease row, topped up once for all five calls
-    window = await _window(llm)
+    [row] = await lease_rows(llm)  # one lease row, topped up once for all five calls
+    window = await budget_window(llm)
     assert window.reserved_usd == ceiling.usd * LEASE_CALLS - ceiling.usd * 5  # what is still free
     assert row.usd_nanos == nanos(window.reserved_usd)
     assert row.expires_at > utcnow()
@@ -93,22 +56,22 @@ async def test_one_lease_covers_many_calls_and_reads_see_only_real_spend(llm: LL
 
 
 async def test_a_nearly_spent_budget_is_reserved_call_by_call(llm: LLMManager) -> None:
-    context, ceiling, cost = await _setup(llm)
+    context, ceiling, cost = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     limit = ceiling.usd * (LEASE_CALLS * LEASE_SHARE - 1)  # one ceiling short of room for a lease
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=limit))
     async with llm.stream("demo", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
         await anext(stream)
-        assert (await _window(llm)).reserved_usd == ceiling.usd  # exactly this call's ceiling
+        assert (await budget_window(llm)).reserved_usd == ceiling.usd  # exactly this call's ceiling
         async for _ in stream:
             pass
     await llm.services.writer.flush()
-    window = await _window(llm)
+    window = await budget_window(llm)
     assert (window.reserved_usd, window.spent_usd) == (Decimal(0), cost)
 
 
 async def test_calls_in_flight_never_exceed_the_limit(llm: LLMManager) -> None:
-    context, ceiling, cost = await _setup(llm)
+    context, ceiling, cost = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     calls_in_budget = 30
     limit = ceiling.usd * calls_in_budget
@@ -122,7 +85,7 @@ async def test_calls_in_flight_never_exceed_the_limit(llm: LLMManager) -> None:
 
 
 async def test_a_lowered_limit_stops_the_lease_at_once(llm: LLMManager) -> None:
-    context, ceiling, cost = await _setup(llm)
+    context, ceiling, cost = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     assert await _call(llm, context)  # leases room for LEASE_CALLS calls
@@ -137,7 +100,7 @@ async def test_a_lowered_limit_stops_the_lease_at_once(llm: LLMManager) -> None:
 async def test_a_failed_call_gives_its_ceiling_back_to_the_lease(
     llm: LLMManager, upstream: FakeUpstream
 ) -> None:
-    context, _, _ = await _setup(llm)
+    context, _, _ = await demo_budget_setup(llm)
     upstream.add("POST", "/v1/chat/completions", Reply.json({"error": {"message": "bad"}}, status=400))
     await llm.configurations.create(
         ConfigurationCreate(
@@ -147,11 +110,11 @@ async def test_a_failed_call_gives_its_ceiling_back_to_the_lease(
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     assert await _call(llm, context)
     await llm.services.writer.flush()
-    before = await _window(llm)
+    before = await budget_window(llm)
     with pytest.raises(BadRequestError):
         await llm.chat("broken", "hi", context=context, max_tokens=MAX_TOKENS)
     await llm.services.writer.flush()
-    after = await _window(llm)
+    after = await budget_window(llm)
     assert (after.spent_usd, after.reserved_usd) == (before.spent_usd, before.reserved_usd)
     [budget] = await llm.budgets.list_all()
     assert budget.reserved_usd == 0  # the released ceiling went back to the lease, then to the window
@@ -162,21 +125,21 @@ async def test_idle_leases_are_given_back_and_their_rows_deleted(
 ) -> None:
     monkeypatch.setattr(budget_leases, "LEASE_IDLE", 0.05)
     monkeypatch.setattr(budget_leases, "_SWEEP_EVERY", 0.02)
-    context, _, _ = await _setup(llm)
+    context, _, _ = await demo_budget_setup(llm)
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     assert await _call(llm, context)
     await llm.services.writer.flush()
     for _ in range(200):
-        if not await _lease_rows(llm):
+        if not await lease_rows(llm):
             break
         await asyncio.sleep(0.02)
-    assert await _lease_rows(llm) == []
-    window = await _window(llm)
+    assert await lease_rows(llm) == []
+    window = await budget_window(llm)
     assert (window.reserved_usd, window.reserved_tokens) == (Decimal(0), 0)
 
 
 async def test_an_expired_lease_of_a_dead_process_is_reclaimed(llm: LLMManager) -> None:
-    context, ceiling, _ = await _setup(llm)
+    context, ceiling, _ = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     budget = await llm.budgets.set(
         BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd * 3, limit_tokens=10_000)
@@ -207,7 +170,7 @@ async def test_an_expired_lease_of_a_dead_process_is_reclaimed(llm: LLMManager) 
 
 
 async def test_a_settlement_after_its_lease_was_reclaimed_does_not_release_twice(llm: LLMManager) -> None:
-    context, ceiling, cost = await _setup(llm)
+    context, ceiling, cost = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     async with llm.stream("demo", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
@@ -216,20 +179,13 @@ async def test_a_settlement_after_its_lease_was_reclaimed_does_not_release_twice
         async with llm.services.database.session() as session:
             await session.execute(update(BudgetLease).values(expires_at=utcnow() - timedelta(seconds=1)))
         await reclaim_expired(llm.services.database)
-        assert (await _window(llm)).reserved_usd == 0
+        assert (await budget_window(llm)).reserved_usd == 0
         async for _ in stream:
             pass
     await llm.services.writer.flush()
-    window = await _window(llm)
+    window = await budget_window(llm)
     assert (window.spent_usd, window.reserved_usd) == (cost, Decimal(0))  # booked, not released twice
     assert await _call(llm, context)  # the lost lease is replaced by a new one
-
-
-@pytest.fixture
-async def two_processes(settings: Settings) -> AsyncIterator[list[LLMManager]]:
-    """Two managers on one database, as two server processes would be (no Redis between them)."""
-    async with LLMManager.open(settings) as first, LLMManager.open(settings) as second:
-        yield [first, second]
 
 
 async def test_two_processes_leasing_together_stay_within_the_budget(
@@ -238,7 +194,7 @@ async def test_two_processes_leasing_together_stay_within_the_budget(
     monkeypatch.setattr(budget_leases, "LEASE_CALLS", 5)
     monkeypatch.setattr(budget_leases, "LEASE_SHARE", 4)
     first, second = two_processes
-    context, ceiling, cost = await _setup(first)
+    context, ceiling, cost = await demo_budget_setup(first)
     assert ceiling.usd is not None
     calls_in_budget = 5 * 4 * 3  # leases at first, call by call at the end
     limit = ceiling.usd * calls_in_budget
@@ -254,7 +210,7 @@ async def test_two_processes_leasing_together_stay_within_the_budget(
     for llm in two_processes:
         await llm.services.writer.flush()
         await llm.budgets.ledger.give_back()
-    window = await _window(first)
+    window = await budget_window(first)
     assert window.spent_usd == cost * sum(served) <= limit
     assert sum(served) >= calls_in_budget  # nothing held back by the other's lease at the end
     assert (window.reserved_usd, window.reserved_tokens) == (Decimal(0), 0)
@@ -265,7 +221,7 @@ async def test_a_lease_is_topped_up_before_it_runs_dry(
 ) -> None:
     """Calls never queue behind a top-up while the budget has room: it happens in the background."""
     monkeypatch.setattr(budget_leases, "LEASE_CALLS", 8)
-    context, _, _ = await _setup(llm)
+    context, _, _ = await demo_budget_setup(llm)
     await llm.budgets.set(BudgetSpec(application="shop", period="day", limit_usd=Decimal(1)))
     ledger = llm.budgets.ledger
     slow_paths = 0

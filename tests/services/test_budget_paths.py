@@ -12,9 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
-from llm_manager.db.tables import BudgetLease, BudgetWindow
 from llm_manager.errors import ProviderError
 from llm_manager.manager import LLMManager
 from llm_manager.services import budget_leases
@@ -26,10 +24,9 @@ from llm_manager.services.token_bounds import inputs_token_bound, prompt_token_b
 from llm_manager.testing.fake_upstream import FakeUpstream, Reply
 from llm_manager.testing.transcripts import openai
 from llm_manager.types import Message, TextDelta
+from tests.services.budget_helpers import MAX_TOKENS, PRICED, budget_window, lease_rows
 
 # $1 per million tokens both ways; the demo model uses exactly `max_tokens` completion tokens.
-PRICED = {"input_price": Decimal(1), "output_price": Decimal(1)}
-MAX_TOKENS = 10
 # The demo model counts whitespace-separated words: these inputs are 5 tokens.
 INPUTS = ["the quick brown fox", "jumps"]
 
@@ -70,27 +67,13 @@ async def _chat_ceiling(llm: LLMManager, slug: str, context: CallContext) -> Cei
     return ceiling
 
 
-async def _window(llm: LLMManager) -> BudgetWindow:
-    async with llm.services.database.session() as session:
-        window: BudgetWindow | None = await session.scalar(select(BudgetWindow))
-        assert window is not None
-        return window
-
-
-async def _lease_rows(llm: LLMManager) -> list[BudgetLease]:
-    async with llm.services.database.session() as session:
-        return list((await session.scalars(select(BudgetLease))).all())
-
-
 async def _given_back(llm: LLMManager) -> BudgetView:
     """The budget once queued settlements are written and free leased capacity is given back."""
     await llm.services.writer.flush()
     await llm.budgets.ledger.give_back()
     [budget] = await llm.budgets.list_all()
     assert (budget.reserved_usd, budget.reserved_tokens) == (Decimal(0), 0)
-    assert [
-        (row.usd_nanos, row.tokens) for row in await _lease_rows(llm) if row.usd_nanos or row.tokens
-    ] == []
+    assert [(row.usd_nanos, row.tokens) for row in await lease_rows(llm) if row.usd_nanos or row.tokens] == []
     return budget
 
 
@@ -105,10 +88,10 @@ async def test_a_stream_stopped_by_its_caller_books_its_partial_cost_and_holds_n
     async with llm.stream("demo", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
         first = await anext(stream)
         assert isinstance(first, TextDelta)
-        assert (await _window(llm)).reserved_usd == ceiling.usd
+        assert (await budget_window(llm)).reserved_usd == ceiling.usd
     # Leaving the block stops the stream after its first token.
     await llm.services.writer.flush()
-    window = await _window(llm)
+    window = await budget_window(llm)
     assert window.reserved_usd == 0  # the settlement took the whole ceiling off
     assert 0 < window.spent_usd < ceiling.usd
     row = await llm.usage.get(stream.log_id)
@@ -139,7 +122,7 @@ async def test_a_stream_failing_before_its_first_byte_gives_its_hold_back(
         async with llm.stream("upstream", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
             await anext(stream)
     await llm.services.writer.flush()
-    assert (await _window(llm)).spent_usd == 0
+    assert (await budget_window(llm)).spent_usd == 0
     row = await llm.usage.get(stream.log_id)
     assert row is not None
     assert (row.status, row.cost) == ("error", Decimal(0))
@@ -176,7 +159,7 @@ async def test_a_stream_cut_off_mid_way_books_at_most_its_ceiling_and_holds_noth
                     received.append(event.text)
     assert "".join(received) == openai.MID_STREAM_ERROR_TEXT  # the failure came after the first bytes
     await llm.services.writer.flush()
-    window = await _window(llm)
+    window = await budget_window(llm)
     assert window.reserved_usd == 0
     assert 0 <= window.spent_usd <= ceiling.usd
     row = await llm.usage.get(stream.log_id)
@@ -222,7 +205,7 @@ async def test_embeddings_whose_upstream_fails_give_their_hold_back(
     with pytest.raises(openai.ERROR_KINDS[kind]):
         await llm.embed("upstream", INPUTS, context=context)
     await llm.services.writer.flush()
-    window = await _window(llm)
+    window = await budget_window(llm)
     assert (window.spent_tokens, window.spent_usd) == (0, Decimal(0))
 
     result = await llm.embed("demo-embed", INPUTS, context=context)  # the failed call holds nothing
