@@ -24,10 +24,10 @@ long enough for idle leases to come back — retrying, and is then refused as he
 in a moment may fit) rather than as spent (nothing fits until the period resets).
 
 Each lease is also a row (`budget_leases`, written by `lease_rows`) holding its amount — free
-capacity plus the ceilings of its calls not yet settled — and an expiry the holder keeps extending. A crashed process's lease
-expires after `LEASE_TTL` seconds; the next process about to refuse a call reclaims it (deletes the
-row and takes its amount off `reserved`). A settlement whose lease row is gone books its cost but
-takes nothing off `reserved`: the reclaim already did.
+capacity plus the ceilings of its calls not yet settled — and an expiry the holder keeps
+extending. A crashed process's lease expires after `LEASE_TTL` seconds; the next process about to
+refuse a call reclaims it (deletes the row and takes its amount off `reserved`). A settlement
+whose lease row is gone books its cost but takes nothing off `reserved`: the reclaim already did.
 
 Settlements ride on the usage writer's batch transaction: one UPDATE per lease and per window.
 """

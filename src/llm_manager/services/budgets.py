@@ -416,6 +416,9 @@ async def _applicable_budgets(
     return list((await session.scalars(query.order_by(Budget.id))).all())
 
 
+_PERIOD_WORDS = {"day": "daily", "month": "monthly", "total": "total"}
+
+
 def _exceeded(hold: Hold, now: datetime) -> BudgetExceededError:
     budget = hold.budget
     reset = resets_at(budget.period, hold.start)
@@ -425,7 +428,7 @@ def _exceeded(hold: Hold, now: datetime) -> BudgetExceededError:
     if budget.limit_tokens is not None:
         limits.append(f"{budget.limit_tokens:,} tokens")
     when = f"; it resets at {reset:%Y-%m-%d %H:%M} UTC" if reset else ""
-    period = {"day": "daily", "month": "monthly", "total": "total"}[budget.period]
+    period = _PERIOD_WORDS[budget.period]
     return BudgetExceededError(
         f"the {period} budget of {' / '.join(limits)} on {_scope_text(budget)} would be exceeded by this "
         f"call (reserving up to {hold.ceiling.tokens:,} tokens){when}",
@@ -434,7 +437,7 @@ def _exceeded(hold: Hold, now: datetime) -> BudgetExceededError:
 
 
 def _held_back(hold: Hold) -> BudgetExceededError:
-    period = {"day": "daily", "month": "monthly", "total": "total"}[hold.budget.period]
+    period = _PERIOD_WORDS[hold.budget.period]
     return BudgetExceededError(
         f"the {period} budget on {_scope_text(hold.budget)} has room left, but calls in flight hold it "
         f"(this call would reserve up to {hold.ceiling.tokens:,} tokens); retry in a moment",
