@@ -456,9 +456,11 @@ def to_messages(prompt: Prompt) -> tuple[Message, ...]:
             messages.append(item)
             continue
         role = item.get("role")
+        if role == "developer":  # what newer OpenAI models call the system message
+            role = "system"
         if role not in ("system", "user", "assistant", "tool"):
             raise InvalidInputError(
-                f"messages[{index}].role must be system, user, assistant or tool",
+                f"messages[{index}].role must be system, developer, user, assistant or tool",
                 field=f"messages[{index}].role",
             )
         content = item.get("content")

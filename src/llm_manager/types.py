@@ -81,9 +81,13 @@ class GenerationParams(BaseModel):
         return self.model_dump(exclude_none=True, mode="json")
 
 
+TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
+"""The `tool_choice` values that are modes; any other value names the tool to call."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChatRequest:
-    """What an adapter needs for one call. `tool_choice` is auto/none/required or a tool name."""
+    """What an adapter needs for one call. `tool_choice` is one of `TOOL_CHOICE_MODES` or a tool name."""
 
     model: str
     messages: tuple[Message, ...]

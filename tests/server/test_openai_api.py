@@ -16,6 +16,7 @@ from llm_manager.services.configuration_specs import ConfigurationCreate
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from tests.server.conftest import Gateway
+from tests.server.upstreams import openai_configuration
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -30,13 +31,7 @@ def _configure(live: Gateway, upstream: FakeUpstream | None = None) -> None:
         )
         if upstream is not None:
             await llm.configurations.create(
-                ConfigurationCreate(
-                    slug="gpt",
-                    provider="openai",
-                    model="gpt-4o-mini",
-                    base_url=transcript.base_url(upstream.url),
-                    api_key="sk-upstream-secret-key-1234",
-                )
+                openai_configuration(upstream, api_key="sk-upstream-secret-key-1234")
             )
 
     live.run(setup)

@@ -14,6 +14,7 @@ from llm_manager.services.conversations import Viewer
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from tests.server.conftest import Gateway
+from tests.server.upstreams import openai_configuration
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 HEADER = "x-llm-manager-conversation-id"
@@ -21,15 +22,7 @@ HEADER = "x-llm-manager-conversation-id"
 
 def _configure(live: Gateway, upstream: FakeUpstream) -> None:
     async def setup(llm: LLMManager) -> None:
-        await llm.configurations.create(
-            ConfigurationCreate(
-                slug="gpt",
-                provider="openai",
-                model="gpt-4o-mini",
-                base_url=transcript.base_url(upstream.url),
-                api_key="sk-upstream-secret-key-1234",
-            )
-        )
+        await llm.configurations.create(openai_configuration(upstream, api_key="sk-upstream-secret-key-1234"))
         await llm.configurations.create(
             ConfigurationCreate(slug="demo", provider="demo", model="demo-chat", options={"delay_ms": 0})
         )

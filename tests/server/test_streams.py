@@ -19,6 +19,7 @@ from llm_manager.settings import Settings
 from llm_manager.testing.fake_upstream import FakeUpstream
 from llm_manager.testing.transcripts import openai as transcript
 from tests.server.conftest import Gateway
+from tests.server.upstreams import openai_configuration
 
 _PROMPT = {"configuration": "demo", "prompt": "Tell me a story"}
 
@@ -31,15 +32,7 @@ def _setup(gateway: Gateway, *, delay_ms: float = 0, upstream: FakeUpstream | No
             )
         )
         if upstream is not None:
-            await llm.configurations.create(
-                ConfigurationCreate(
-                    slug="gpt",
-                    provider="openai",
-                    model="gpt-4o-mini",
-                    base_url=transcript.base_url(upstream.url),
-                    api_key="sk-test",
-                )
-            )
+            await llm.configurations.create(openai_configuration(upstream, api_key="sk-test"))
 
     gateway.run(create)
 

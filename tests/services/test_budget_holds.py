@@ -97,15 +97,21 @@ async def _chat(llm: LLMManager, context: CallContext) -> None:
     await llm.chat("demo", "hi", context=context, max_tokens=MAX_TOKENS)
 
 
-async def test_a_call_held_back_by_a_call_in_flight_is_refused_with_a_short_retry_after(
-    llm: LLMManager, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(budget_leases, "HELD_WAIT", 0.3)
+async def _room_for_one_and_a_half_calls(llm: LLMManager) -> CallContext:
+    """A budget one call in flight fills: a second call waits for (or is refused) its room."""
     context, ceiling, _ = await demo_budget_setup(llm)
     assert ceiling.usd is not None
     await llm.budgets.set(
         BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd * Decimal("1.5"))
     )
+    return context
+
+
+async def test_a_call_held_back_by_a_call_in_flight_is_refused_with_a_short_retry_after(
+    llm: LLMManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budget_leases, "HELD_WAIT", 0.3)
+    context = await _room_for_one_and_a_half_calls(llm)
     async with llm.stream("demo", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
         await anext(stream)  # in flight, holding its ceiling
         with pytest.raises(BudgetExceededError) as refused:
@@ -121,11 +127,7 @@ async def test_a_call_waits_for_room_a_call_in_flight_gives_back(
     llm: LLMManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(budget_leases, "HELD_WAIT", 30.0)
-    context, ceiling, _ = await demo_budget_setup(llm)
-    assert ceiling.usd is not None
-    await llm.budgets.set(
-        BudgetSpec(application="shop", period="day", limit_usd=ceiling.usd * Decimal("1.5"))
-    )
+    context = await _room_for_one_and_a_half_calls(llm)
     async with llm.stream("demo", "hi", context=context, max_tokens=MAX_TOKENS) as stream:
         await anext(stream)
         waiting = asyncio.create_task(_chat(llm, context))

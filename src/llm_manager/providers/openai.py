@@ -21,6 +21,7 @@ from llm_manager.providers import _wire
 from llm_manager.providers._http import UpstreamResponse
 from llm_manager.providers.base import Provider
 from llm_manager.types import (
+    TOOL_CHOICE_MODES,
     ChatRequest,
     Completion,
     Embeddings,
@@ -36,7 +37,6 @@ from llm_manager.types import (
     UsageReport,
 )
 
-_TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
 _FINISH_REASONS = {"function_call": "tool_calls"}
 _DRAIN_SECONDS = 1.0
 
@@ -319,7 +319,7 @@ def tool_to_wire(tool: ToolDefinition) -> dict[str, Any]:
 
 
 def tool_choice_to_wire(choice: str) -> str | dict[str, Any]:
-    if choice in _TOOL_CHOICE_MODES:
+    if choice in TOOL_CHOICE_MODES:
         return choice
     return {"type": "function", "function": {"name": choice}}
 

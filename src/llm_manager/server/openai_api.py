@@ -39,6 +39,7 @@ from llm_manager.services.configuration_specs import parse_params
 from llm_manager.services.conversations import ConversationOwner, ConversationView, Viewer
 from llm_manager.services.tokens import Principal
 from llm_manager.types import (
+    TOOL_CHOICE_MODES,
     ChatResult,
     Finish,
     Message,
@@ -310,9 +311,6 @@ def _params(body: ChatCompletionRequest) -> dict[str, Any]:
     return params
 
 
-_TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
-
-
 async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manager) -> ChatCall:
     await authorize_configuration(llm, caller, body.model)
     params = _params(body)
@@ -323,7 +321,7 @@ async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manage
             raise InvalidInputError(
                 "tool_choice.function.name is required", field="tool_choice.function.name"
             )
-        if name in _TOOL_CHOICE_MODES:  # the normalised choice is a mode or a name: it would read as the mode
+        if name in TOOL_CHOICE_MODES:  # the normalised choice is a mode or a name: it would read as the mode
             raise InvalidInputError(
                 f"a tool named {name!r} cannot be chosen by name; rename the tool",
                 field="tool_choice.function.name",
@@ -350,8 +348,7 @@ async def _chat_call(body: ChatCompletionRequest, caller: Principal, llm: Manage
 
 
 def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
-    """OpenAI messages, with text content parts joined (other part types are refused by name) and
-    `developer` messages read as `system`."""
+    """OpenAI messages, with text content parts joined; other part types are refused by name."""
     flattened: list[dict[str, Any]] = []
     for index, message in enumerate(raw):
         content = message.get("content")
@@ -363,8 +360,6 @@ def _messages(raw: list[dict[str, Any]]) -> tuple[Message, ...]:
                     raise InvalidInputError(f"{field}: only text content parts are supported", field=field)
                 texts.append(str(part.get("text", "")))
             message = {**message, "content": "".join(texts)}
-        if message.get("role") == "developer":  # what newer OpenAI models call the system message
-            message = {**message, "role": "system"}
         flattened.append(message)
     prompt: Prompt = flattened
     return to_messages(prompt)

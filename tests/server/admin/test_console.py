@@ -21,6 +21,7 @@ from llm_manager.testing.transcripts import openai as transcript
 from llm_manager.types import Message
 from tests.server.admin.conftest import PASSWORD, Admin, Browser
 from tests.server.conftest import Gateway
+from tests.server.upstreams import openai_configuration
 
 _RUN = {"configuration": "demo", "prompt": "Tell me a story", "temperature": 0.5, "max_tokens": 200}
 _CSRF = re.compile(r'"X-CSRF-Token": "([^"]+)"')
@@ -226,15 +227,7 @@ def test_a_provider_error_is_an_event_naming_the_redacted_usage_row(
     upstream.add("POST", transcript.CHAT_PATH, transcript.error_reply("authentication"))
 
     async def create(llm: LLMManager) -> None:
-        await llm.configurations.create(
-            ConfigurationCreate(
-                slug="gpt",
-                provider="openai",
-                model="gpt-4o-mini",
-                base_url=transcript.base_url(upstream.url),
-                api_key="kk",
-            )
-        )
+        await llm.configurations.create(openai_configuration(upstream, api_key="kk"))
 
     admin.gateway.run(create)
     browser = admin.signed_in("operator")
@@ -335,15 +328,7 @@ def test_stop_while_the_model_has_not_answered_yet_closes_the_upstream_call(
     upstream.add("POST", transcript.CHAT_PATH, transcript.text_stream(first_byte_delay=10))
 
     async def create(llm: LLMManager) -> None:
-        await llm.configurations.create(
-            ConfigurationCreate(
-                slug="slow",
-                provider="openai",
-                model="gpt-4o-mini",
-                base_url=transcript.base_url(upstream.url),
-                api_key="sk-test",
-            )
-        )
+        await llm.configurations.create(openai_configuration(upstream, slug="slow", api_key="sk-test"))
 
     live.run(create)
     with _live_sign_in(live, "operator@example.com", "operator") as (client, csrf):

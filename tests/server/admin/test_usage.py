@@ -15,6 +15,7 @@ from llm_manager.testing.transcripts import openai as transcript
 from llm_manager.types import Message
 from tests.server.admin.conftest import Admin
 from tests.server.conftest import Gateway
+from tests.server.upstreams import openai_configuration
 
 _ROW = re.compile(r'href="/admin/usage/([0-9a-f-]{36})"')
 
@@ -155,15 +156,7 @@ def test_an_error_row_shows_its_redacted_message_and_never_the_key(
     upstream.add("POST", transcript.CHAT_PATH, transcript.error_reply("authentication"))
 
     async def failing(llm: LLMManager) -> str:
-        await llm.configurations.create(
-            ConfigurationCreate(
-                slug="gpt",
-                provider="openai",
-                model="gpt-4o-mini",
-                base_url=transcript.base_url(upstream.url),
-                api_key="kk",
-            )
-        )
+        await llm.configurations.create(openai_configuration(upstream, api_key="kk"))
         stream = llm.services.chat.stream(_call("hi", configuration="gpt"))
         with contextlib.suppress(ProviderError):  # the failure is what the page shows
             await stream.first()
